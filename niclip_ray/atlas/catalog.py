@@ -1,0 +1,48 @@
+"""Find DiFuMo atlases already on disk, in nilearn's cache layout.
+
+``fetch_atlas_difumo(dimension=N, data_dir=D)`` loads
+``D/difumo_atlases/{N}/2mm/maps.nii.gz`` without touching the network when it exists.
+A stand-in atlas built by niclip-ray says so in ``D/difumo_atlases/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DIFUMO_DIMENSIONS = (64, 128, 256, 512, 1024)
+STANDIN_MARKER = "niclip-ray stand-in"
+
+
+@dataclass(frozen=True)
+class AtlasCache:
+    """One DiFuMo dimension found on disk."""
+
+    data_dir: Path
+    dimension: int
+    standin: bool
+
+    @property
+    def atlas_id(self) -> str:
+        """Identifier recorded in every artifact built from this atlas."""
+        return f"difumo{self.dimension}-2mm" + ("-standin" if self.standin else "")
+
+
+def default_data_dirs() -> list[Path]:
+    """Where nilearn looks for its data: ``NILEARN_DATA``, ``NILEARN_SHARED_DATA``, ``~/nilearn_data``."""
+    dirs = [os.environ.get("NILEARN_DATA"), os.environ.get("NILEARN_SHARED_DATA"), str(Path.home() / "nilearn_data")]
+    return [Path(d).expanduser() for d in dirs if d]
+
+
+def find_difumo(data_dirs: list[Path] | None = None) -> list[AtlasCache]:
+    """List the DiFuMo 2 mm atlases present under ``data_dirs`` (default: nilearn's)."""
+    found = []
+    for data_dir in data_dirs if data_dirs is not None else default_data_dirs():
+        root = Path(data_dir) / "difumo_atlases"
+        readme = root / "README.md"
+        standin = readme.is_file() and STANDIN_MARKER in readme.read_text(errors="replace")
+        for dim in DIFUMO_DIMENSIONS:
+            if (root / str(dim) / "2mm" / "maps.nii.gz").is_file():
+                found.append(AtlasCache(Path(data_dir), dim, standin))
+    return found

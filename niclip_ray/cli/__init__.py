@@ -1,0 +1,1 @@
+"""The ``niclip-ray`` command line: one module per command group, no logic beyond I/O."""

@@ -1,0 +1,35 @@
+"""Global options shared by every command, and the Ray session they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from niclip_ray.runtime import RayOptions
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command name (``niclip-ray --num-cpus 2 corpus ...``)."""
+
+    address: str | None = None
+    cluster: Path | None = None
+    num_cpus: float | None = None
+    quiet: bool = False
+    verbose: bool = False
+
+    def ray_options(self) -> RayOptions:
+        """The Ray connection these options ask for."""
+        return RayOptions(address=self.address, num_cpus=self.num_cpus, quiet=self.quiet)
+
+
+#: Set by the root callback; the error handler reads ``verbose`` from it.
+CURRENT = GlobalOptions()
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """The global options of the running command."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else CURRENT

@@ -1,0 +1,109 @@
+"""Pick a reader for a SOURCE, validate, and write the corpus Parquet directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from niclip_ray.corpus import neurostore, nimare_sources, pubget
+from niclip_ray.corpus.schema import Corpus, RawCorpus, validate
+from niclip_ray.errors import InputError
+from niclip_ray.tables import write_parquet_atomic
+
+FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "errors": "errors.parquet"}
+
+
+def read_source(source: str, allow_pickle: bool = False) -> RawCorpus:
+    """Read any supported SOURCE into a :class:`RawCorpus`.
+
+    SOURCE is ``nimare:NAME`` (data shipped with nimare), a NiMARE Studyset directory, a
+    NiMARE Dataset ``.json`` (or ``.pkl``/``.pkl.gz`` with ``allow_pickle``), a pubget
+    output directory, or a NeuroStore-style tree.
+    """
+    if source.startswith("nimare:"):
+        path = nimare_sources.shipped_path(source.split(":", 1)[1])
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise InputError(f"corpus source not found: {source}")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".json"):
+            return nimare_sources.read_dataset_json(path, source)
+        if name.endswith((".pkl", ".pkl.gz")):
+            if not allow_pickle:
+                raise InputError(
+                    f"{path} is a pickle; loading it runs arbitrary code. Pass --allow-pickle if you trust it."
+                )
+            return nimare_sources.read_dataset_pickle(path, source)
+        raise InputError(f"unsupported corpus file {path}: expected a NiMARE Dataset .json or .pkl.gz")
+    if nimare_sources.is_studyset_dir(path):
+        return nimare_sources.read_studyset_dir(path, source)
+    if pubget.find_pubget_dir(path) is not None:
+        return pubget.read_pubget_dir(path, source)
+    if neurostore.is_neurostore_tree(path):
+        return neurostore.read_neurostore_tree(path, source)
+    raise InputError(
+        f"{path} is not a recognised corpus: expected a NiMARE Studyset directory, pubget output "
+        "(metadata.csv, coordinates.csv, text.csv) or a NeuroStore tree (<id>/processed/...)"
+    )
+
+
+@dataclass
+class IngestSummary:
+    """Counts of an ingestion."""
+
+    out_dir: Path
+    n_studies: int
+    n_peaks: int
+    n_errors: int
+    n_with_abstract: int
+    n_with_body: int
+
+    def line(self) -> str:
+        return (
+            f"corpus: {self.n_studies} studies ({self.n_with_abstract} with abstract, {self.n_with_body} with body), "
+            f"{self.n_peaks} peaks, {self.n_errors} problems -> {self.out_dir}"
+        )
+
+
+def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tuple[Corpus, IngestSummary]:
+    """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet."""
+    corpus = validate(read_source(source, allow_pickle))
+    out_dir = Path(out_dir)
+    write_parquet_atomic(pa.Table.from_pandas(corpus.studies, preserve_index=False), out_dir / FILES["studies"])
+    write_parquet_atomic(pa.Table.from_pandas(corpus.coordinates, preserve_index=False), out_dir / FILES["coordinates"])
+    errors = pa.Table.from_pandas(corpus.errors.astype(str), preserve_index=False)
+    write_parquet_atomic(errors, out_dir / FILES["errors"])
+    summary = IngestSummary(
+        out_dir,
+        n_studies=len(corpus.studies),
+        n_peaks=len(corpus.coordinates),
+        n_errors=len(corpus.errors),
+        n_with_abstract=int((corpus.studies["abstract"] != "").sum()),
+        n_with_body=int((corpus.studies["body"] != "").sum()),
+    )
+    (out_dir / "corpus.json").write_text(json.dumps({"source": source, **_counts(summary)}, indent=2))
+    return corpus, summary
+
+
+def _counts(summary: IngestSummary) -> dict:
+    return {k: v for k, v in vars(summary).items() if k.startswith("n_")}
+
+
+def load_corpus(corpus_dir: str | Path) -> Corpus:
+    """Load a corpus directory written by :func:`ingest`."""
+    corpus_dir = Path(corpus_dir)
+    missing = [name for name in ("studies", "coordinates") if not (corpus_dir / FILES[name]).is_file()]
+    if missing:
+        raise InputError(f"{corpus_dir} is not a corpus directory (missing {', '.join(FILES[m] for m in missing)})")
+    errors_path = corpus_dir / FILES["errors"]
+    return Corpus(
+        pd.read_parquet(corpus_dir / FILES["studies"]),
+        pd.read_parquet(corpus_dir / FILES["coordinates"]),
+        pd.read_parquet(errors_path) if errors_path.is_file() else pd.DataFrame(),
+    )

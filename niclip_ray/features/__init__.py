@@ -1,0 +1,1 @@
+"""Per-study features: MKDA maps (sparse voxel indices) and LLM text embeddings."""

@@ -1,0 +1,191 @@
+"""Start or join Ray for one command, configure Ray Data, and shut down cleanly.
+
+Every command that needs Ray goes through :func:`ray_session`; pipelines never call
+``ray.init`` themselves. Three modes:
+
+* embedded (default): a private local Ray (``address="local"``), dashboard off, object
+  store sized to the machine. ``address="local"`` ignores a stale
+  ``/tmp/ray/ray_current_cluster``, which would otherwise make a bare ``ray.init`` try to
+  join a dead cluster.
+* connect: ``--address`` or ``RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``ray://...``). This is
+  also how the command runs *inside* a submitted Ray Job, where Ray sets ``RAY_ADDRESS``.
+* already running: a caller (a test fixture, a notebook) started Ray; it is used as is
+  and left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from niclip_ray.errors import ConfigError
+from niclip_ray.runtime.auth import apply_client_auth
+
+log = logging.getLogger(__name__)
+
+#: Seconds Ray Data waits for an actor pool to start before failing. A GPU request on a
+#: cluster without GPUs otherwise hangs forever.
+WAIT_FOR_ACTORS_S = float(os.environ.get("NICLIP_WAIT_FOR_ACTORS_S", 600))
+#: Seconds without any progress after which a Ray Data job fails instead of hanging.
+NO_PROGRESS_TIMEOUT_S = float(os.environ.get("NICLIP_NO_PROGRESS_TIMEOUT_S", 1800))
+_MIB = 2**20
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How a command reaches Ray.
+
+    Parameters
+    ----------
+    address : str, optional
+        Ray address to join. ``None`` falls back to ``RAY_ADDRESS``, then to an embedded
+        local Ray.
+    num_cpus : float, optional
+        CPUs of the embedded Ray (default: all of this machine's).
+    object_store_mb : int, optional
+        Object store size of the embedded Ray (default: see :func:`object_store_bytes`).
+    quiet : bool
+        Hide Ray Data progress bars.
+    """
+
+    address: str | None = None
+    num_cpus: float | None = None
+    object_store_mb: int | None = None
+    quiet: bool = False
+
+    def resolved_address(self) -> str | None:
+        """The address to join, or None for an embedded Ray."""
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def object_store_bytes() -> int:
+    """Object store size for an embedded Ray: 20 % of RAM, at most 80 % of /dev/shm and 2 GiB.
+
+    Our stages move small rows (projected vectors, pooled embeddings), so a small store is
+    enough and leaves memory to the workers. Never below Ray's 75 MiB minimum.
+    """
+    import psutil
+
+    size = int(0.2 * psutil.virtual_memory().total)
+    if os.path.isdir("/dev/shm"):
+        size = min(size, int(0.8 * shutil.disk_usage("/dev/shm").total))
+    return max(min(size, 2048 * _MIB), 128 * _MIB)
+
+
+def describe_mode(options: RayOptions) -> str:
+    """One line saying which Ray this command would use, without starting anything."""
+    import ray
+
+    if ray.is_initialized():
+        return "the Ray already running in this process"
+    address = options.resolved_address()
+    if address:
+        return f"connect to the Ray cluster at {address}"
+    cpus = options.num_cpus if options.num_cpus is not None else os.cpu_count()
+    return f"embedded local Ray ({cpus:g} CPUs, dashboard off)"
+
+
+def configure_data_context(quiet: bool = False) -> None:
+    """Set the Ray Data options every niclip-ray stage relies on.
+
+    Timeouts turn a misconfiguration (no GPU, no CPU left for reads) into an error;
+    tensors are written as Arrow's canonical fixed-shape tensor type.
+    """
+    import ray.data
+    from ray.data.extensions import FixedShapeTensorFormat
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.wait_for_min_actors_s = WAIT_FOR_ACTORS_S
+    ctx.execution_no_progress_timeout_s = NO_PROGRESS_TIMEOUT_S
+    ctx.arrow_fixed_shape_tensor_format = FixedShapeTensorFormat.ARROW_NATIVE
+    ctx.enable_progress_bars = not quiet and sys.stderr.isatty()
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+@contextmanager
+def ray_session(options: RayOptions | None = None) -> Iterator[None]:
+    """Run the body with Ray available, then shut down what this call started.
+
+    Raises
+    ------
+    ConfigError
+        When the given address cannot be joined.
+    """
+    import ray
+
+    options = options or RayOptions()
+    if ray.is_initialized():
+        configure_data_context(options.quiet)
+        yield
+        return
+    address = options.resolved_address()
+    try:
+        if address:
+            apply_client_auth()
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=options.num_cpus,
+                include_dashboard=False,
+                object_store_memory=(
+                    options.object_store_mb * _MIB if options.object_store_mb else object_store_bytes()
+                ),
+                logging_level=logging.WARNING,
+                configure_logging=True,
+            )
+    except (ConnectionError, TimeoutError, ValueError) as exc:
+        target = address or "an embedded local Ray"
+        raise ConfigError(f"could not start or join {target}: {exc}") from exc
+    try:
+        configure_data_context(options.quiet)
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> float:
+    """CPUs the connected cluster has in total."""
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+def cluster_gpus() -> float:
+    """GPUs the connected cluster has in total."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def actor_pool_shape(n_actors: int | None, cpus_per_actor: float = 1.0) -> tuple[int, float]:
+    """Size a CPU actor pool so it never holds every CPU of the cluster.
+
+    Ray Data starves (hangs) when an actor pool takes all CPUs: nothing is left to feed it.
+    We keep half a CPU free and shrink each actor's share (fractional CPUs) when the
+    machine is small.
+
+    Parameters
+    ----------
+    n_actors : int, optional
+        Wanted number of actors (default: one per CPU).
+    cpus_per_actor : float
+        Wanted CPUs per actor.
+
+    Returns
+    -------
+    (n_actors, cpus_per_actor)
+    """
+    total = cluster_cpus()
+    if total <= 0:
+        raise ConfigError("the Ray cluster reports no CPUs")
+    n = max(1, int(n_actors) if n_actors else max(1, int(total // max(cpus_per_actor, 1e-3))))
+    budget = max(total - 0.5, 0.25)
+    share = min(cpus_per_actor, budget / n)
+    return n, round(share, 3)

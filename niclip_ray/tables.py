@@ -1,0 +1,100 @@
+"""Parquet helpers shared by every stage: atomic writes and fixed-shape tensor columns.
+
+Embeddings are stored as Arrow's canonical ``arrow.fixed_shape_tensor`` extension type
+(float32), which pyarrow, pandas and Ray Data all read back as an ``(n, dim)`` array.
+Rows whose embedding could not be computed hold a null tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def tensor_array(values: np.ndarray, valid: np.ndarray | None = None) -> pa.ExtensionArray:
+    """Build a fixed-shape float32 tensor column from a 2-D array.
+
+    Parameters
+    ----------
+    values : (n_rows, dim) array
+        One vector per row.
+    valid : (n_rows,) bool array, optional
+        False marks a row whose vector is missing; it is stored as null.
+
+    Returns
+    -------
+    pyarrow.ExtensionArray
+        ``arrow.fixed_shape_tensor[float, [dim]]``.
+    """
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {values.shape}")
+    n_rows, dim = values.shape
+    mask = None if valid is None else pa.array(~np.asarray(valid, dtype=bool))
+    storage = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=mask)
+    return pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.float32(), [dim]), storage)
+
+
+def tensor_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Read a tensor (or plain list) column back as ``(n_rows, dim)`` float32; nulls are NaN."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    storage = column.storage if isinstance(column, pa.ExtensionArray) else column
+    if len(storage) == 0:
+        size = getattr(storage.type, "list_size", 0)
+        return np.zeros((0, size), dtype=np.float32)
+    valid = storage.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_fixed_size_list(storage.type):
+        dim = storage.type.list_size
+        flat = storage.flatten() if valid.all() else storage.fill_null([np.nan] * dim).flatten()
+        out = flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(storage), dim)
+    else:  # variable-size lists, e.g. written by another tool
+        rows = storage.to_pylist()
+        dim = max((len(r) for r in rows if r is not None), default=0)
+        out = np.array([r if r is not None else [np.nan] * dim for r in rows], dtype=np.float32)
+    out[~valid] = np.nan
+    return out
+
+
+def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
+    """Write ``table`` to ``path`` through a temporary name and an atomic rename.
+
+    A reader never sees a half-written file, and a killed writer leaves only a hidden
+    temporary file that the next run ignores.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def is_complete_parquet(path: str | os.PathLike) -> bool:
+    """True when ``path`` exists and its Parquet footer can be read."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return True
+
+
+def part_files(directory: str | os.PathLike) -> list[Path]:
+    """The ``part-NNNNN.parquet`` files of a stage directory, in shard order."""
+    return sorted(Path(directory).glob("part-*.parquet"))
+
+
+def read_parts(directory: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """Concatenate a stage directory's part files into one table."""
+    files = part_files(directory)
+    if not files:
+        raise FileNotFoundError(f"no part-*.parquet files in {directory}")
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
