@@ -12,3 +12,21 @@ def say(message: str, *, quiet: bool = False) -> None:
     """Print an informational line unless ``--quiet``."""
     if not quiet:
         out.print(message)
+
+
+def report_stage(summary, *, quiet: bool = False) -> None:
+    """Print a stage summary; raise :class:`StageFailed` when shards failed (work is kept).
+
+    Parameters
+    ----------
+    summary : niclip_ray.pipelines.shards.StageSummary
+    quiet : bool
+        Print the summary line only when something failed.
+    """
+    from niclip_ray.errors import StageFailed
+
+    for shard_id, message in sorted(summary.failed_shards.items()):
+        err.print(f"warning: shard {shard_id} failed: {message}", markup=False)
+    if summary.failed_shards:
+        raise StageFailed(f"{summary.line()}; rerun the same command to retry them")
+    say(summary.line(), quiet=quiet)

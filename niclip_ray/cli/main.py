@@ -15,6 +15,7 @@ from niclip_ray import __version__
 from niclip_ray.cli import context
 from niclip_ray.cli.console import err
 from niclip_ray.cli.corpus import app as corpus_app
+from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.info import info
 from niclip_ray.errors import NiclipError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(embed_app, name="embed")
 app.command()(info)
 
 

@@ -1,0 +1,7 @@
+"""``niclip-ray embed``: per-study features (images on CPU workers, text on GPU actors)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Compute image and text features of a corpus into Parquet.", no_args_is_help=True)
