@@ -1,0 +1,1 @@
+"""Decoding: model bundles, posterior / Bayes factor / noisy-OR maths, and the Decoder."""

@@ -1,0 +1,363 @@
+"""Model bundles: one directory with everything decoding needs, checksummed.
+
+Layout (DESIGN.md)::
+
+    BUNDLE/
+      model.safetensors   CLIP weights in the reference key layout
+                          (image_model.model.N.*, text_model.model.N.*, logit_scale)
+      config.json         dims, dropout, logit_scale for decoding, text model id, atlas, mask,
+                          training config/metrics when present
+      vocabulary.parquet  term_id, name, definition, emb_* tensors, prior   (optional)
+      ontology/           Cognitive Atlas snapshot in the native layout     (optional)
+      mask.nii.gz         brain mask when the bundle carries its own        (optional)
+      manifest.json       sha256 of every file above
+
+Weights are stored as safetensors, so loading a bundle never unpickles anything. The
+paper's ``.pth`` files are read once, with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from niclip_ray.decoding.vocabulary import EMBEDDING_COLUMNS, available_embeddings, read_vocabulary, write_vocabulary
+from niclip_ray.errors import InputError
+from niclip_ray.ontology.core import Ontology, read_native, save_ontology
+from niclip_ray.ontology.vocab import check_vocabulary_order
+
+FORMAT = "niclip-bundle"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+VOCABULARY = "vocabulary.parquet"
+ONTOLOGY = "ontology"
+MASK = "mask.nii.gz"
+MANIFEST = "manifest.json"
+
+_IMAGE_FIRST = "image_model.model.0.fc.weight"
+_TEXT_FIRST = "text_model.model.0.projection.weight"
+_BLOCK = re.compile(r"^(image_model|text_model)\.model\.(\d+)\.")
+
+
+@dataclass
+class Bundle:
+    """A loaded (or in-memory) model bundle.
+
+    Attributes
+    ----------
+    state_dict : dict of str to torch.Tensor
+        CLIP weights in the reference key layout (float32, CPU).
+    config : dict
+        ``config.json`` contents; always holds ``text_dim``, ``image_dim``, ``embed_dim``.
+    vocabulary : DataFrame, optional
+        See :mod:`niclip_ray.decoding.vocabulary`.
+    ontology : Ontology, optional
+        Its task order equals the vocabulary order.
+    path : Path, optional
+        Directory it was loaded from (None for an in-memory bundle).
+    mask_path : Path, optional
+        The bundle's own brain mask file, if it carries one.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict
+    vocabulary: pd.DataFrame | None = None
+    ontology: Ontology | None = None
+    path: Path | None = None
+    mask_path: Path | None = None
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.config = {**self.config, **infer_dims(self.state_dict, self.config)}
+        check_parts(self.config, self.vocabulary, self.ontology)
+
+    @property
+    def logit_scale(self) -> float:
+        """Scale used for decoding: ``config['logit_scale']``, else the learned value."""
+        value = self.config.get("logit_scale")
+        if value is None:
+            value = float(self.state_dict["logit_scale"].reshape(-1)[0])
+        return float(value)
+
+    def require_vocabulary(self) -> pd.DataFrame:
+        """The vocabulary, or an error telling how to attach one."""
+        if self.vocabulary is None:
+            where = self.path or "this bundle"
+            raise InputError(
+                f"{where} has no vocabulary; attach one with "
+                f"'niclip-ray model attach-vocabulary {where} --vocabulary vocabulary.parquet'"
+            )
+        return self.vocabulary
+
+
+def infer_dims(state_dict: dict[str, torch.Tensor], config: dict | None = None) -> dict:
+    """Read ``text_dim``, ``image_dim``, ``embed_dim`` and block counts off the weights.
+
+    Raises
+    ------
+    InputError
+        When keys of the reference layout are missing, or ``config`` disagrees with them.
+    """
+    config = config or {}
+    missing = [k for k in (_IMAGE_FIRST, _TEXT_FIRST, "logit_scale") if k not in state_dict]
+    if missing:
+        raise InputError(f"the weights lack the reference keys {missing} (not a NiCLIP CLIP state dict?)")
+    embed_dim, text_dim = (int(x) for x in state_dict[_TEXT_FIRST].shape)
+    image_dim = int(state_dict[_IMAGE_FIRST].shape[1])
+    blocks: dict[str, set[int]] = {"image_model": set(), "text_model": set()}
+    for key in state_dict:
+        match = _BLOCK.match(key)
+        if match:
+            blocks[match.group(1)].add(int(match.group(2)))
+    dims = {
+        "text_dim": text_dim,
+        "image_dim": image_dim,
+        "embed_dim": embed_dim,
+        "n_image_blocks": len(blocks["image_model"]),
+        "n_text_blocks": len(blocks["text_model"]),
+    }
+    for key, value in dims.items():
+        if config.get(key) is not None and int(config[key]) != value:
+            raise InputError(f"config says {key}={config[key]} but the weights have {value}")
+    if config.get("atlas_dim") is not None and int(config["atlas_dim"]) != image_dim:
+        raise InputError(f"config atlas_dim={config['atlas_dim']} but the image head takes {image_dim} inputs")
+    if image_dim != embed_dim:
+        raise InputError(f"the image head maps {image_dim} -> {embed_dim}; the reference keeps them equal")
+    return dims
+
+
+def check_parts(config: dict, vocabulary: pd.DataFrame | None, ontology: Ontology | None) -> None:
+    """Check that vocabulary embeddings fit the text head and the ontology fits the vocabulary.
+
+    Raises
+    ------
+    InputError
+        On a width mismatch or a vocabulary/ontology order mismatch.
+    """
+    if vocabulary is not None:
+        for kind in available_embeddings(vocabulary):
+            width = len(vocabulary[EMBEDDING_COLUMNS[kind]].iloc[0])
+            if width != config["text_dim"]:
+                raise InputError(
+                    f"vocabulary {kind} embeddings are {width}-d but the text head takes {config['text_dim']}-d input"
+                )
+        kind = config.get("vocabulary_embedding", "combined")
+        if kind not in available_embeddings(vocabulary):
+            raise InputError(
+                f"config asks for {kind!r} vocabulary embeddings; the vocabulary has {available_embeddings(vocabulary)}"
+            )
+    if ontology is not None and vocabulary is not None:
+        check_vocabulary_order(vocabulary["name"].tolist(), ontology)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _bundle_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
+
+
+def _write_manifest(root: Path) -> dict[str, str]:
+    sums = {p.relative_to(root).as_posix(): _sha256(p) for p in _bundle_files(root)}
+    tmp = root / f".{MANIFEST}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps({"format": FORMAT, "version": 1, "sha256": sums}, indent=2, sort_keys=True))
+    os.replace(tmp, root / MANIFEST)
+    return sums
+
+
+def verify_manifest(root: Path) -> dict[str, str]:
+    """Check every file against ``manifest.json``.
+
+    Raises
+    ------
+    InputError
+        When the manifest is missing, a file is missing, added or altered.
+    """
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise InputError(f"{root} is not a model bundle (no {MANIFEST})")
+    try:
+        recorded = json.loads(manifest.read_text())["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{manifest} is malformed: {exc}") from exc
+    present = {p.relative_to(root).as_posix() for p in _bundle_files(root)}
+    missing = sorted(set(recorded) - present)
+    extra = sorted(present - set(recorded))
+    if missing or extra:
+        raise InputError(f"bundle {root} does not match its manifest: missing {missing}, unlisted {extra}")
+    altered = [name for name, digest in recorded.items() if _sha256(root / name) != digest]
+    if altered:
+        raise InputError(f"bundle {root}: checksum mismatch for {altered} (file altered or corrupt)")
+    return recorded
+
+
+def _tensors_for_safetensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state_dict.items():
+        tensor = torch.as_tensor(value).detach().to("cpu")
+        out[key] = (tensor.float() if tensor.is_floating_point() else tensor).contiguous().clone()
+    return out
+
+
+def save_bundle(
+    out_dir: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    config: dict,
+    vocabulary: pd.DataFrame | None = None,
+    ontology: Ontology | None = None,
+    *,
+    mask_file: str | Path | None = None,
+) -> Path:
+    """Write a model bundle directory.
+
+    Parameters
+    ----------
+    out_dir : path
+        Target directory; created, or replaced if it already holds a bundle.
+    state_dict : dict of str to Tensor
+        CLIP weights in the reference key layout.
+    config : dict
+        Any of ``dropout``, ``logit_scale`` (decoding scale; None = learned), ``text_model_id``,
+        ``atlas_id``, ``atlas_dim``, ``mask``, ``vocabulary_embedding``, ``training``,
+        ``metrics``. Dimensions are filled in from the weights.
+    vocabulary : DataFrame, optional
+        May be attached later with :func:`attach_vocabulary`.
+    ontology : Ontology, optional
+        Snapshot whose task order equals the vocabulary order.
+    mask_file : path, optional
+        A brain mask NIfTI copied into the bundle; ``config['mask']`` then points at it.
+
+    Returns
+    -------
+    Path
+        The bundle directory.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise InputError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
+    bundle = Bundle(state_dict, dict(config), vocabulary, ontology)  # validates before writing
+    config = {"format": FORMAT, "version": 1, **bundle.config}
+    staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
+    staging.mkdir(parents=True)
+    try:
+        save_file(_tensors_for_safetensors(state_dict), str(staging / WEIGHTS))
+        if mask_file is not None:
+            shutil.copyfile(mask_file, staging / MASK)
+            config["mask"] = MASK
+        (staging / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
+        if vocabulary is not None:
+            write_vocabulary(vocabulary, staging / VOCABULARY)
+        if ontology is not None:
+            save_ontology(ontology, staging / ONTOLOGY)
+        _write_manifest(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and verify a bundle directory.
+
+    Raises
+    ------
+    InputError
+        On a missing bundle, checksum mismatch, missing reference keys or shape mismatches.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"model bundle {root} does not exist or is not a directory")
+    checksums = verify_manifest(root)
+    try:
+        config = json.loads((root / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {root / CONFIG}: {exc}") from exc
+    try:
+        state_dict = load_file(str(root / WEIGHTS))
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"cannot read weights {root / WEIGHTS}: {exc}") from exc
+    vocabulary = read_vocabulary(root / VOCABULARY) if (root / VOCABULARY).is_file() else None
+    ontology = read_native(root / ONTOLOGY) if (root / ONTOLOGY).is_dir() else None
+    mask_path = root / MASK if (root / MASK).is_file() else None
+    config = {k: v for k, v in config.items() if k not in ("format", "version")}
+    return Bundle(state_dict, config, vocabulary, ontology, path=root, mask_path=mask_path, checksums=checksums)
+
+
+def attach_vocabulary(path: str | Path, vocabulary: pd.DataFrame, ontology: Ontology | None = None) -> Bundle:
+    """Add (or replace) a bundle's vocabulary and, optionally, its ontology snapshot.
+
+    The bundle is verified first and rewritten through :func:`save_bundle`, so the
+    manifest stays consistent. Returns the reloaded bundle.
+    """
+    bundle = load_bundle(path)
+    ontology = ontology if ontology is not None else bundle.ontology
+    mask_copy = None
+    if bundle.mask_path is not None:  # the bundle directory is replaced: keep its mask aside
+        mask_copy = bundle.path.with_name(f".{bundle.path.name}.{uuid.uuid4().hex}.{MASK}")
+        shutil.copyfile(bundle.mask_path, mask_copy)
+    try:
+        save_bundle(bundle.path, bundle.state_dict, bundle.config, vocabulary, ontology, mask_file=mask_copy)
+    finally:
+        if mask_copy is not None:
+            mask_copy.unlink(missing_ok=True)
+    return load_bundle(path)
+
+
+def load_reference_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a reference ``.pth`` (or ``.safetensors``) state dict without running pickled code.
+
+    A DDP ``module.`` prefix and a ``{"state_dict": ...}`` wrapper are removed; tensors are
+    moved to CPU float32.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read with ``weights_only=True`` or holds no tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+            raise InputError(f"cannot load {path} with weights_only=True: {type(exc).__name__}: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v.detach().cpu().float() for k, v in state.items()}
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in config.json")

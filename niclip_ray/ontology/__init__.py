@@ -1,0 +1,1 @@
+"""Cognitive Atlas ontology: tasks, concepts, the ten domains, and the hierarchy matrices."""
