@@ -1,0 +1,56 @@
+"""One entry point for every ontology source: the shipped subset, a native dir, reference files."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from niclip_ray.errors import InputError
+from niclip_ray.ontology.core import Ontology, is_native, read_native
+from niclip_ray.ontology.reference import is_reference_dir, read_reference_dir
+
+BUILTIN = "builtin"
+
+
+def builtin_dir() -> Path:
+    """Directory of the offline ontology subset shipped in the package."""
+    return Path(str(resources.files("niclip_ray") / "data" / "ontology"))
+
+
+def load_ontology(source: str | Path = BUILTIN, reduced: bool = True) -> Ontology:
+    """Load a Cognitive Atlas ontology.
+
+    Parameters
+    ----------
+    source : ``"builtin"`` or path
+        ``"builtin"``: the offline subset shipped with niclip-ray (common fMRI tasks, their
+        concepts and the 10 domains; definitions written for this project). A directory
+        in the native layout (e.g. a bundle's ``ontology/``), or the reference's
+        ``cognitive_atlas`` directory (``task_snapshot-*.json``,
+        ``concept_extended_snapshot-*.json``, ``reduced_tasks.csv``, ...).
+    reduced : bool
+        For reference directories: the reduced task set (default) or the full one.
+        Native directories are read as they are.
+
+    Returns
+    -------
+    Ontology
+        ``.tasks`` in vocabulary order, ``.concepts``, ``.domains`` and the hierarchy
+        matrices ``.task_concept_matrix`` / ``.concept_domain_matrix``.
+
+    Raises
+    ------
+    InputError
+        When ``source`` is neither of the above.
+    """
+    directory = builtin_dir() if str(source) == BUILTIN else Path(source)
+    if not directory.is_dir():
+        raise InputError(f"ontology source {source} is not 'builtin' or a directory")
+    if is_native(directory):
+        return read_native(directory)
+    if is_reference_dir(directory):
+        return read_reference_dir(directory, reduced=reduced)
+    raise InputError(
+        f"{directory} holds no ontology: expected meta.json + tasks.csv (niclip layout) or "
+        "task_snapshot-*.json + concept_extended_snapshot-*.json (reference layout)"
+    )
