@@ -14,8 +14,10 @@ import typer
 from niclip_ray import __version__
 from niclip_ray.cli import context
 from niclip_ray.cli.console import err
+from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.corpus import app as corpus_app
 from niclip_ray.cli.embed import app as embed_app
+from niclip_ray.cli.evaluate import evaluate
 from niclip_ray.cli.info import info
 from niclip_ray.errors import NiclipError
 
@@ -27,8 +29,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(atlas_app, name="atlas")
 app.add_typer(embed_app, name="embed")
 app.command()(info)
+app.command()(evaluate)
 
 
 def _version(value: bool) -> None:
