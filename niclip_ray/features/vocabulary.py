@@ -1,0 +1,133 @@
+"""Vocabulary embeddings and the vocabulary prior (``niclip-method.md`` §1.4, §1.5).
+
+* Task names and task definitions are embedded separately with the same text embedder;
+  the combined embedding is ``alpha * names + (1 - alpha) * definitions`` on the *raw*
+  (unnormalised) vectors; the reference uses ``alpha = 0.5``.
+* The prior of task ``v`` is the mean over training documents ``d`` of
+  ``softmax_v(scale * cos(e_v, x_d))``, computed in the raw LLM space (not CLIP space) with
+  rows normalised as ``x / (||x|| + 1e-8)``; the reference uses ``scale = 10``. It sums to 1.
+
+Plain numpy; the Ray and file handling live in :mod:`niclip_ray.pipelines.text` and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from niclip_ray.errors import InputError
+
+#: The reference's normalisation epsilon (added to the norm).
+NORM_EPS = 1e-8
+
+
+def combine_embeddings(names: np.ndarray, definitions: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``alpha * names + (1 - alpha) * definitions``: (V, D) float32.
+
+    Raises
+    ------
+    InputError
+        When ``alpha`` is outside [0, 1] or the shapes differ.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"--alpha must be in [0, 1], got {alpha}")
+    names = np.asarray(names, dtype=np.float64)
+    definitions = np.asarray(definitions, dtype=np.float64)
+    if names.shape != definitions.shape or names.ndim != 2:
+        raise InputError(f"name embeddings {names.shape} and definition embeddings {definitions.shape} differ")
+    return (alpha * names + (1.0 - alpha) * definitions).astype(np.float32)
+
+
+def l2_normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows divided by their L2 norm plus :data:`NORM_EPS` (float64)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix / (np.linalg.norm(matrix, axis=1, keepdims=True) + NORM_EPS)
+
+
+def vocabulary_prior(
+    task_embeddings: np.ndarray, doc_embeddings: np.ndarray, scale: float = 10.0, chunk_size: int = 4096
+) -> np.ndarray:
+    """Prior probability of each vocabulary term over a set of documents.
+
+    Parameters
+    ----------
+    task_embeddings : (V, D) array
+        Raw vocabulary embeddings.
+    doc_embeddings : (N, D) array
+        Raw document embeddings (the training documents).
+    scale : float
+        Multiplies the cosine similarities before the softmax over the vocabulary.
+    chunk_size : int
+        Documents per block; bounds memory at ``V * chunk_size`` floats.
+
+    Returns
+    -------
+    (V,) float64
+        ``mean_d softmax_v(scale * S[v, d])`` with ``S`` the cosine matrix; sums to 1.
+
+    Raises
+    ------
+    InputError
+        On empty inputs, a width mismatch, or NaN/Inf embeddings.
+    """
+    tasks = l2_normalize_rows(task_embeddings)
+    docs = np.asarray(doc_embeddings, dtype=np.float64)
+    if tasks.ndim != 2 or docs.ndim != 2 or tasks.shape[1] != docs.shape[1]:
+        raise InputError(f"task embeddings {tasks.shape} and document embeddings {docs.shape} are not (V, D), (N, D)")
+    if len(tasks) == 0 or len(docs) == 0:
+        raise InputError(f"the prior needs tasks and documents, got {len(tasks)} tasks and {len(docs)} documents")
+    if not (np.isfinite(tasks).all() and np.isfinite(docs).all()):
+        raise InputError("task or document embeddings hold NaN or Inf")
+    total = np.zeros(len(tasks), dtype=np.float64)
+    for start in range(0, len(docs), chunk_size):
+        logits = scale * (tasks @ l2_normalize_rows(docs[start : start + chunk_size]).T)  # (V, n)
+        logits -= logits.max(axis=0, keepdims=True)
+        weights = np.exp(logits)
+        total += (weights / weights.sum(axis=0, keepdims=True)).sum(axis=1)
+    return total / len(docs)
+
+
+def build_vocabulary(
+    tasks: pd.DataFrame,
+    embed: Callable[[Sequence[str]], np.ndarray],
+    doc_embeddings: np.ndarray,
+    *,
+    alpha: float = 0.5,
+    prior_scale: float = 10.0,
+    prior_from: str = "combined",
+) -> pd.DataFrame:
+    """Embed a task table and compute its prior: a frame in the ``vocabulary.parquet`` contract.
+
+    Parameters
+    ----------
+    tasks : DataFrame
+        ``task_id, name, definition`` in vocabulary order.
+    embed : callable
+        Maps a list of texts to ``(n, D)`` raw embeddings (e.g. a wrapped
+        :class:`~niclip_ray.features.text.TextEmbedder`); names and definitions are
+        embedded in two calls.
+    doc_embeddings : (N, D) array
+        Raw embeddings of the training documents, same model.
+    alpha, prior_scale
+        See :func:`combine_embeddings` and :func:`vocabulary_prior`.
+    prior_from : {"combined", "names", "definitions"}
+        Which task embedding the prior compares with the documents.
+    """
+    from niclip_ray.decoding.vocabulary import make_vocabulary
+
+    kinds = ("combined", "names", "definitions")
+    if prior_from not in kinds:
+        raise InputError(f"--prior-from must be one of {', '.join(kinds)}, got {prior_from!r}")
+    missing = [c for c in ("task_id", "name", "definition") if c not in tasks.columns]
+    if missing:
+        raise InputError(f"the task table lacks columns {missing}")
+    names = tasks["name"].astype(str).tolist()
+    definitions = tasks["definition"].astype(str).tolist()
+    embeddings = {"names": np.asarray(embed(names)), "definitions": np.asarray(embed(definitions))}
+    embeddings["combined"] = combine_embeddings(embeddings["names"], embeddings["definitions"], alpha)
+    prior = vocabulary_prior(embeddings[prior_from], doc_embeddings, scale=prior_scale)
+    return make_vocabulary(
+        names, embeddings, prior, term_ids=tasks["task_id"].astype(str).tolist(), definitions=definitions
+    )
