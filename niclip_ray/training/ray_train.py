@@ -1,0 +1,293 @@
+"""Ray Train wrapper: one ``TorchTrainer`` (DDP) per cross-validation fold.
+
+Each worker runs the pure-torch functions of :mod:`niclip_ray.training.loop`. Every
+global batch is cut into equal slices, one per worker; the features are all-gathered with
+gradients, so the loss sees the whole batch (all negatives) and a DDP epoch equals the
+single-process epoch. Backend: gloo on CPU, NCCL on GPU.
+
+Run layout under ``storage_path``::
+
+    fold-K/                      RunConfig(name="fold-K", storage_path=...)
+      checkpoint_<ts>/state.pt   model + optimizer + epoch log, every epoch (rank 0)
+      checkpoint_manager_snapshot.json
+      metrics.jsonl              one line per epoch (rank 0)
+
+Ray keeps the best checkpoint by validation loss plus the latest one. Rerunning with the
+same storage path resumes each fold from its latest checkpoint (Ray Train V2 restores
+from the same ``RunConfig(name, storage_path)``); ``FailureConfig(max_failures)`` restarts
+crashed workers from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from niclip_ray.errors import ConfigError
+from niclip_ray.model import CLIP
+from niclip_ray.training.loop import (
+    EarlyStopping,
+    TrainConfig,
+    build_model,
+    epoch_record,
+    evaluate,
+    make_optimizer,
+    train_epoch,
+)
+from niclip_ray.training.splits import FoldSplit
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class ScalingOptions:
+    """How many Ray Train workers each fold uses.
+
+    Attributes
+    ----------
+    num_workers : int
+        DDP workers per fold.
+    use_gpu : bool
+        One GPU per worker, NCCL backend.
+    cpus_per_worker : float
+        CPUs reserved per worker (fractional on small machines, see the Ray notes).
+    max_failures : int
+        Worker-group restarts from the last checkpoint before a fold fails.
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 1
+
+
+@dataclass
+class FoldOutcome:
+    """Result of one fold: the best weights by validation loss and their test scores."""
+
+    fold: int
+    best_epoch: int
+    best_state: dict[str, torch.Tensor]
+    history: list[dict]
+    test: dict[str, float]
+    run_dir: Path
+    extra: dict = field(default_factory=dict)
+
+
+def _unwrap(model: torch.nn.Module) -> CLIP:
+    return model.module if hasattr(model, "module") else model
+
+
+def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate a tensor over all workers; gradients flow back to each worker's slice."""
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+
+
+def _load_state(checkpoint) -> dict:
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the checkpointed log (drops epochs lost in a crash)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for row in history:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _epoch_line(fold: int, row: dict) -> str:
+    return (
+        f"fold {fold} | epoch {row['epoch'] + 1:3d} | train {row['train_loss']:.4f} | val {row['val_loss']:.4f} | "
+        f"val R@10 {100 * row['val_recall@10']:5.1f} | val mix&match {100 * row['val_mix&match']:5.1f} | "
+        f"scale {row['logit_scale']:.2f}"
+    )
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """The per-worker loop (runs inside a Ray Train worker).
+
+    ``config`` keys: ``train`` (TrainConfig as a dict), ``data`` (ObjectRef of a dict with
+    ``images`` and ``texts`` arrays), ``train_idx``, ``val_idx``, ``fold``, ``metrics_path``
+    and ``print_epochs``.
+    """
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig(**config["train"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    data = ray.get(config["data"])
+    train_i, train_t, val_i, val_t = (
+        torch.as_tensor(data[side][idx], dtype=torch.float32, device=device)
+        for idx in (config["train_idx"], config["val_idx"])
+        for side in ("images", "texts")
+    )
+    model = ray.train.torch.prepare_model(build_model(train_t.shape[1], train_i.shape[1], cfg))
+    optimizer = make_optimizer(model, cfg)
+    history: list[dict] = []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        state = _load_state(checkpoint)
+        _unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+    metrics_path = Path(config["metrics_path"])
+    if rank == 0:
+        _write_history(metrics_path, history)
+    stopper = EarlyStopping.replay(cfg.patience, history)
+    gather = _gather_with_grad if world > 1 else None
+    for epoch in range(len(history), cfg.epochs):
+        if stopper.should_stop:
+            break
+        train_loss = train_epoch(model, train_i, train_t, optimizer, cfg.batch_size, epoch, cfg.seed, rank, world, gather)
+        module = _unwrap(model)
+        row = epoch_record(epoch, train_loss, evaluate(module, val_i, val_t, cfg.batch_size), module.logit_scale.item())
+        history.append(row)
+        stopper.update(epoch, row["val_loss"])
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = None
+            if rank == 0:
+                state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(), "history": history}
+                torch.save(state, Path(tmp) / STATE_FILE)
+                saved = ray.train.Checkpoint.from_directory(tmp)
+                with open(metrics_path, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                if config["print_epochs"]:
+                    print(_epoch_line(config["fold"], row), flush=True)
+            ray.train.report({"epoch": epoch, "val_loss": row["val_loss"]}, checkpoint=saved)
+
+
+def run_fold(
+    data_ref,
+    split: FoldSplit,
+    config: TrainConfig,
+    scaling: ScalingOptions,
+    storage_path: Path,
+    test_arrays: tuple[np.ndarray, np.ndarray],
+    print_epochs: bool = True,
+    train_loop: Callable[[dict], None] = train_loop_per_worker,
+) -> FoldOutcome:
+    """Fit one fold with a ``TorchTrainer``, resuming its run directory if present.
+
+    Parameters
+    ----------
+    data_ref : ray.ObjectRef
+        ``{"images": (n, d), "texts": (n, D)}`` for all rows, put once for all folds.
+    split : FoldSplit
+    config : TrainConfig
+    scaling : ScalingOptions
+    storage_path : Path
+        Parent of the fold's run directory ``fold-K``.
+    test_arrays : (images, texts)
+        The fold's test rows, scored once with the best weights.
+    print_epochs : bool
+        Rank 0 prints one line per epoch.
+    train_loop : callable
+        The per-worker function (tests wrap it to inject a crash).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    name = f"fold-{split.fold}"
+    run_dir = Path(storage_path) / name
+    resources = {"CPU": scaling.cpus_per_worker, **({"GPU": 1} if scaling.use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "train": config.to_dict(),
+            "data": data_ref,
+            "train_idx": split.train,
+            "val_idx": split.val,
+            "fold": split.fold,
+            "metrics_path": str(run_dir / METRICS_FILE),
+            "print_epochs": print_epochs,
+        },
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers, use_gpu=scaling.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(Path(storage_path).resolve()),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
+            ),
+            failure_config=FailureConfig(max_failures=scaling.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise ConfigError(f"fold {split.fold} finished without a checkpoint in {run_dir}")
+    history = _load_state(result.checkpoint)["history"]
+    best_epoch = EarlyStopping.replay(config.patience, history).best_epoch
+    best_checkpoint = min(result.best_checkpoints or [], key=lambda item: item[1]["val_loss"], default=None)
+    if best_checkpoint is None or best_checkpoint[1]["epoch"] != best_epoch:
+        raise ConfigError(f"fold {split.fold}: the best checkpoint (epoch {best_epoch + 1}) is missing from {run_dir}")
+    best_state = _load_state(best_checkpoint[0])["model"]
+    model = CLIP.from_state_dict(best_state)
+    test_i, test_t = (torch.as_tensor(a, dtype=torch.float32) for a in test_arrays)
+    test = evaluate(model, test_i, test_t, config.batch_size)
+    return FoldOutcome(split.fold, best_epoch, best_state, history, test, run_dir)
+
+
+def run_folds(
+    images: np.ndarray,
+    texts: np.ndarray,
+    splits: list[FoldSplit],
+    config: TrainConfig,
+    scaling: ScalingOptions,
+    storage_path: Path,
+    max_concurrent_folds: int = 1,
+    print_epochs: bool = True,
+) -> list[FoldOutcome]:
+    """Fit every fold, at most ``max_concurrent_folds`` ``TorchTrainer`` runs at a time.
+
+    Features are put in the object store once and shared by all folds' workers.
+
+    Raises
+    ------
+    ConfigError
+        When the cluster cannot hold one fold's workers (Ray would wait forever).
+    """
+    import ray
+
+    from niclip_ray.runtime.session import cluster_cpus, cluster_gpus
+
+    need_cpus = scaling.num_workers * scaling.cpus_per_worker
+    if need_cpus > cluster_cpus():
+        raise ConfigError(f"{scaling.num_workers} workers x {scaling.cpus_per_worker} CPUs exceed the cluster's {cluster_cpus():g} CPUs")
+    if scaling.use_gpu and scaling.num_workers > cluster_gpus():
+        raise ConfigError(f"--use-gpu needs {scaling.num_workers} GPUs; the cluster has {cluster_gpus():g}")
+    data_ref = ray.put({"images": np.ascontiguousarray(images), "texts": np.ascontiguousarray(texts)})
+
+    def one(split: FoldSplit) -> FoldOutcome:
+        test = (images[split.test], texts[split.test])
+        return run_fold(data_ref, split, config, scaling, storage_path, test, print_epochs)
+
+    workers = max(1, min(max_concurrent_folds, len(splits)))
+    if workers == 1:
+        return [one(split) for split in splits]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold") as pool:
+        return list(pool.map(one, splits))
+
+
+def worker_cpu_share(num_workers: int, max_concurrent_folds: int, total_cpus: float, wanted: float = 1.0) -> float:
+    """CPUs per worker so that concurrent folds fit and half a CPU stays free (Ray notes §2)."""
+    budget = max(total_cpus - 0.5, 0.25)
+    return round(min(wanted, budget / max(1, num_workers * max_concurrent_folds)), 3)

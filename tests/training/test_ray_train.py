@@ -1,0 +1,96 @@
+"""Ray Train: 2-worker DDP equals the single-process loop, resumes, and survives a crash."""
+
+import json
+import os
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import torch
+
+from niclip_ray.training import ray_train
+from niclip_ray.training.data import l2_normalise
+from niclip_ray.training.loop import TrainConfig, build_model, make_optimizer, train_epoch
+from niclip_ray.training.splits import FoldSplit
+
+pytestmark = pytest.mark.timeout(240)
+cloudpickle.register_pickle_by_value(__import__(__name__))
+
+
+def dataset(n=40, text_dim=12, image_dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, image_dim))
+    texts = images @ rng.standard_normal((image_dim, text_dim)) + 0.3 * rng.standard_normal((n, text_dim))
+    return l2_normalise(images), l2_normalise(texts)
+
+
+SPLIT = FoldSplit(0, np.arange(32), np.arange(32, 36), np.arange(36, 40))
+
+
+def single_process_weights(images, texts, config, epochs):
+    model = build_model(texts.shape[1], images.shape[1], config)
+    optimizer = make_optimizer(model, config)
+    tr_i, tr_t = torch.as_tensor(images[SPLIT.train]), torch.as_tensor(texts[SPLIT.train])
+    for epoch in range(epochs):
+        train_epoch(model, tr_i, tr_t, optimizer, config.batch_size, epoch, config.seed)
+    return model.state_dict()
+
+
+def latest_state(run_dir: Path) -> dict:
+    states = [torch.load(p, weights_only=True) for p in run_dir.glob("checkpoint_*/state.pt")]
+    return max(states, key=lambda s: len(s["history"]))
+
+
+def fit(tmp_path, config, scaling, train_loop=ray_train.train_loop_per_worker):
+    import ray
+
+    images, texts = dataset()
+    data_ref = ray.put({"images": images, "texts": texts})
+    return ray_train.run_fold(
+        data_ref, SPLIT, config, scaling, tmp_path, (images[SPLIT.test], texts[SPLIT.test]), False, train_loop
+    )
+
+
+def test_ddp_matches_single_process_and_resumes_from_last_epoch(ray_local, tmp_path):
+    images, texts = dataset()
+    scaling = ray_train.ScalingOptions(num_workers=2, cpus_per_worker=0.5, max_failures=0)
+    config = TrainConfig(epochs=1, batch_size=8, lr=1e-2, weight_decay=0.1, dropout=0.0, patience=5, seed=3)
+    first = fit(tmp_path, config, scaling)
+    run_dir = tmp_path / "fold-0"
+    expected = single_process_weights(images, texts, config, 1)
+    for key, value in latest_state(run_dir)["model"].items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5)
+    assert [r["epoch"] for r in first.history] == [0]
+
+    # same run name, more epochs: continues at epoch 2 with the restored optimizer state
+    config3 = TrainConfig(**{**config.to_dict(), "epochs": 3})
+    second = fit(tmp_path, config3, scaling)
+    assert [r["epoch"] for r in second.history] == [0, 1, 2]
+    assert second.history[0] == first.history[0]
+    expected3 = single_process_weights(images, texts, config3, 3)
+    for key, value in latest_state(run_dir)["model"].items():
+        torch.testing.assert_close(value, expected3[key], rtol=1e-4, atol=1e-5)
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    # the bundle weights are the best epoch by validation loss, scored on the test rows
+    assert second.best_epoch == int(np.argmin([r["val_loss"] for r in second.history]))
+    assert set(second.test) == {"loss", "recall@10", "recall@100", "mix&match"}
+
+
+def crash_after_first_epoch(config):
+    """Run one epoch, then kill the worker process once; the retry must finish the run."""
+    marker = Path(config["metrics_path"]).parent / "crashed"
+    if not marker.exists():
+        ray_train.train_loop_per_worker({**config, "train": {**config["train"], "epochs": 1}})
+        marker.touch()
+        os._exit(1)
+    ray_train.train_loop_per_worker(config)
+
+
+def test_crashed_worker_is_retried_from_its_checkpoint(ray_local, tmp_path):
+    scaling = ray_train.ScalingOptions(num_workers=1, cpus_per_worker=0.5, max_failures=1)
+    config = TrainConfig(epochs=3, batch_size=8, dropout=0.0, seed=1)
+    outcome = fit(tmp_path, config, scaling, train_loop=crash_after_first_epoch)
+    assert (tmp_path / "fold-0" / "crashed").exists()
+    assert [r["epoch"] for r in outcome.history] == [0, 1, 2]
