@@ -13,6 +13,14 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Ship test modules to Ray workers by value: workers cannot import them by name."""
+    from ray import cloudpickle
+
+    for module in {item.module for item in items if getattr(item, "module", None) is not None}:
+        cloudpickle.register_pickle_by_value(module)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """An embedded Ray with 2 CPUs and a small object store, shared by all Ray tests."""

@@ -70,7 +70,5 @@ def read_neurostore_tree(path: Path, source: str) -> RawCorpus:
     raw.studies = pd.DataFrame(studies, columns=["study_id", "pmid", "title", "abstract", "body"])
     frame = pd.concat(coords, ignore_index=True) if coords else pd.DataFrame(
         columns=["study_id", "analysis_id", "x", "y", "z", "space_in"])
-    for axis in "xyz":
-        frame[axis] = pd.to_numeric(frame[axis], errors="coerce")
     raw.coordinates = to_mni(frame)
     return raw

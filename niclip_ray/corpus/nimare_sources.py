@@ -111,8 +111,6 @@ def read_dataset_json(path: Path, source: str) -> RawCorpus:
         studies.append(row)
     raw.studies = pd.DataFrame(studies, columns=["study_id", "pmid", "title", "abstract", "body"])
     frame = pd.DataFrame(coords, columns=["study_id", "analysis_id", "x", "y", "z", "space_in"])
-    for axis in "xyz":
-        frame[axis] = pd.to_numeric(frame[axis], errors="coerce")
     raw.coordinates = to_mni(frame)
     return raw
 

@@ -22,6 +22,8 @@ def to_mni(coords: pd.DataFrame) -> pd.DataFrame:
     from nimare.utils import tal2mni
 
     coords = coords.copy()
+    for axis in "xyz":  # non-numeric values become NaN here and are reported by validation
+        coords[axis] = pd.to_numeric(coords[axis], errors="coerce").astype(float)
     tal = coords["space_in"].map(is_talairach).to_numpy(dtype=bool)
     if tal.any():
         xyz = np.array(coords.loc[tal, ["x", "y", "z"]], dtype=float)

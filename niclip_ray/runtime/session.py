@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,33 @@ def configure_data_context(quiet: bool = False) -> None:
     ctx.print_on_execution_start = False
 
 
+CONNECT_TIMEOUT_S = float(os.environ.get("NICLIP_CONNECT_TIMEOUT_S", 10))
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast when a ``HOST:PORT`` (or ``ray://``/``http://``) address does not answer.
+
+    ``ray.init`` retries an unreachable GCS for minutes; a TCP probe with a timeout turns
+    that into a clear error. ``auto`` is left to Ray, which fails at once without a cluster.
+
+    Raises
+    ------
+    ConfigError
+        When nothing accepts a connection at the address within ``timeout`` seconds.
+    """
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"invalid Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} (waited {timeout:g} s): {exc}") from exc
+
+
 @contextmanager
 def ray_session(options: RayOptions | None = None) -> Iterator[None]:
     """Run the body with Ray available, then shut down what this call started.
@@ -127,6 +155,7 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
     address = options.resolved_address()
     try:
         if address:
+            check_reachable(address)
             apply_client_auth()
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         else:

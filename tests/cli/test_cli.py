@@ -1,0 +1,85 @@
+"""The CLI shell: help, version, info, one-line errors and exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from niclip_ray import __version__
+from niclip_ray.cli.main import run
+
+BIN = Path(sys.executable).parent / "niclip-ray"
+
+
+def test_help_lists_the_command_groups(capsys):
+    assert run(["--help"]) == 0
+    text = capsys.readouterr().out
+    for word in ("corpus", "info", "--address", "--cluster", "--num-cpus", "--quiet", "--verbose", "--version"):
+        assert word in text
+
+
+def test_version(capsys):
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"niclip-ray {__version__}"
+
+
+def test_info_reports_versions_mode_atlases_and_models(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cache = tmp_path / "difumo_atlases" / "64" / "2mm"
+    cache.mkdir(parents=True)
+    (cache / "maps.nii.gz").write_bytes(b"")
+    (tmp_path / "difumo_atlases" / "README.md").write_text("niclip-ray stand-in")
+    assert run(["--num-cpus", "2", "info", "--atlas-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "ray" in text and "2.60.0" in text
+    assert "embedded local Ray (2 CPUs" in text
+    assert "difumo64-2mm-standin" in text
+    assert "smollm2-135m" in text or "none" in text
+
+
+def test_info_with_cluster_says_job_submission(capsys, tmp_path):
+    assert run(["--cluster", str(tmp_path / "cluster.yaml"), "info"]) == 0
+    assert "submit as a Ray Job" in capsys.readouterr().out
+
+
+def test_missing_source_is_one_line_and_exit_1(capsys, tmp_path):
+    code = run(["corpus", "ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip().splitlines() == [f"error: corpus source not found: {tmp_path / 'nope'}"]
+    assert "Traceback" not in captured.err
+
+
+def test_verbose_shows_the_traceback(capsys, tmp_path):
+    assert run(["--verbose", "corpus", "info", str(tmp_path)]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_usage_error_exit_code(capsys):
+    assert run(["corpus", "ingest"]) == 2
+    assert run(["no-such-command"]) == 2
+
+
+def test_corpus_ingest_and_info(capsys, tmp_path):
+    assert run(["corpus", "ingest", "nimare:neurosynth_laird", "--out", str(tmp_path)]) == 0
+    assert "17 studies" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "studies.parquet")) == 17
+    assert run(["corpus", "info", str(tmp_path)]) == 0
+    assert "1117" in capsys.readouterr().out
+
+
+def test_corpus_warnings_name_the_study(capsys, tmp_path):
+    src = tmp_path / "d.json"
+    src.write_text('{"s1": {"contrasts": {"1": {"coords": {"x": [1], "y": [2], "z": [3]}, "text": {}}}}}')
+    assert run(["corpus", "ingest", str(src), "--out", str(tmp_path / "o")]) == 0
+    assert "study s1: no text" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not BIN.exists(), reason="console script not installed")
+def test_console_script_exit_codes(tmp_path):
+    ok = subprocess.run([str(BIN), "--version"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and __version__ in ok.stdout
+    bad = subprocess.run([str(BIN), "corpus", "info", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
