@@ -1,0 +1,76 @@
+"""Neurosynth-style baseline: NiMARE's ``CorrelationDecoder`` over MKDA chi-square maps.
+
+For each term, MKDAChi2 compares the training studies whose tf-idf for the term is at
+least ``frequency_threshold`` against the other training studies; the decoder keeps the
+``z_desc-association`` map. A map is decoded by its Pearson correlation with each term's
+map (Yarkoni et al., 2011; Salo et al., 2023), as the reference's ``baseline_train.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import nibabel as nib
+import pandas as pd
+
+from niclip_ray.baselines.base import Baseline
+from niclip_ray.baselines.dataset import TrainingSplit, build_dataset
+from niclip_ray.errors import InputError
+
+FEATURE_GROUP = "terms_tfidf"
+
+
+class NeurosynthBaseline(Baseline):
+    """Correlation decoder on per-term MKDAChi2 association maps.
+
+    Parameters
+    ----------
+    section : str
+        Text section the annotations are counted in (abstract, body or all).
+    frequency_threshold : float
+        Minimum tf-idf for a study to count as mentioning a term (reference: 0.001).
+    target_image : str
+        MKDAChi2 map correlated with the input maps (reference: ``z_desc-association``).
+    n_cores : int
+        Cores NiMARE may use to fit terms in parallel (1 keeps shared machines usable).
+    """
+
+    name = "neurosynth"
+
+    def __init__(
+        self,
+        section: str = "abstract",
+        frequency_threshold: float = 0.001,
+        target_image: str = "z_desc-association",
+        n_cores: int = 1,
+    ) -> None:
+        super().__init__(section=section)
+        self.frequency_threshold = frequency_threshold
+        self.target_image = target_image
+        self.n_cores = n_cores
+
+    def _fit(self, split: TrainingSplit) -> list[str]:
+        from nimare.decode.continuous import CorrelationDecoder
+        from nimare.meta.cbma.mkda import MKDAChi2
+
+        dataset = build_dataset(split, self.tfidf_, FEATURE_GROUP)
+        self.decoder_ = CorrelationDecoder(
+            feature_group=FEATURE_GROUP,
+            frequency_threshold=self.frequency_threshold,
+            meta_estimator=MKDAChi2(),
+            target_image=self.target_image,
+            n_cores=self.n_cores,
+        )
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Dataset is deprecated", category=FutureWarning)
+                self.decoder_.fit(dataset)
+        except ValueError as exc:  # every term is mentioned by all or by none of the studies
+            raise InputError(f"neurosynth baseline: no term separates the training studies ({exc})") from exc
+        prefix = f"{FEATURE_GROUP}__"
+        return [feature[len(prefix) :] for feature in self.decoder_.results_.maps]
+
+    def _scores(self, img: nib.Nifti1Image) -> pd.Series:
+        correlations = self.decoder_.transform(img)["r"]
+        correlations.index = [feature[len(f"{FEATURE_GROUP}__") :] for feature in correlations.index]
+        return correlations.astype(float)
