@@ -1,0 +1,76 @@
+"""The HTML report: self-contained, with the maps, tables, curves and methods."""
+
+import base64
+import json
+import re
+
+import pandas as pd
+import pytest
+from nilearn.datasets import load_sample_motor_activation_image
+
+from niclip_ray.errors import InputError
+from niclip_ray.evaluation import evaluate
+from niclip_ray.report import methods_text, read_curves, write_report
+
+
+def _predictions():
+    rows = []
+    for backend, lists in {"niclip": ["motor fMRI task paradigm", "finger tapping"],
+                           "gclda": ["finger tapping", "n-back"]}.items():
+        rows += [("motor", "task", r + 1, t, 0.7 - 0.3 * r if backend == "niclip" else None, 5.0 - r, backend, None)
+                 for r, t in enumerate(lists)]
+    rows.append(("motor", "domain", 1, "Action", 0.9, None, "niclip", None))
+    rows.append(("bad", None, None, None, None, None, "niclip", "map bad: file not found"))
+    return pd.DataFrame(rows, columns=["map_id", "level", "rank", "term", "prob", "score", "backend", "error"])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    metrics_file = out / "metrics.jsonl"
+    metrics_file.write_text("\n".join(json.dumps({"fold": f, "epoch": e, "train_loss": 3 - e * 0.2 - f,
+                                                  "val_loss": 3.2 - e * 0.1 - f}) for f in (0, 1) for e in range(5)))
+    predictions = _predictions()
+    truth = pd.DataFrame({"map_id": ["motor"], "task": ["motor fMRI task paradigm"], "domain": ["Action"]})
+    summary = evaluate(predictions, truth, n_permutations=10).summary
+    methods = methods_text(corpus="a toy corpus", n_train=20, n_maps=2, vocabulary_size=3, k={"task": 4},
+                           n_permutations=10, seed=0, baselines={"gclda": {"n_topics": 3}})
+    path = write_report(out / "html", maps={"motor": load_sample_motor_activation_image(), "bad": out / "missing.nii"},
+                        predictions=predictions, metrics=summary, curves=read_curves(metrics_file), methods=methods)
+    return path, summary
+
+
+def test_report_is_self_contained_and_has_its_pngs(report):
+    path, _ = report
+    page = path.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "<script" not in page
+    for name in ("metrics.png", "curves.png", "map-motor.png"):
+        png = path.parent / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert base64.b64encode(png.read_bytes()).decode() in page
+
+
+def test_report_has_the_tables_and_methods(report):
+    path, summary = report
+    page = path.read_text()
+    assert "null hit@k (mean)" in page and page.count("<h4>") == 3  # task x2 backends, domain x1
+    assert "motor fMRI task paradigm" in page and "finger tapping" in page
+    # metric table: one row per backend and level, filled from the summary
+    table = page.split("<h2>Metrics")[1].split("</table>")[0]
+    assert table.count("<tr>") == len(summary) + 1
+    assert f"<td>{summary['mean_hit_at_k'].iloc[0]:.3g}</td>" in table
+    assert "map bad: file not found" in page  # failed maps are shown, not dropped
+    assert "Rubin et al., 2017" in page and "doi:10.1371/journal.pcbi.1005649" in page
+    assert "Yarkoni, T." not in page  # only cited references are listed
+
+
+def test_bad_report_inputs(tmp_path):
+    with pytest.raises(InputError, match="lack column"):
+        write_report(tmp_path, maps={}, predictions=pd.DataFrame({"map_id": []}), metrics=pd.DataFrame(),
+                     curves=None, methods="")
+    (tmp_path / "m.jsonl").write_text('{"fold": 0, "epoch": 1}\n')
+    with pytest.raises(InputError, match="train_loss"):
+        read_curves(tmp_path / "m.jsonl")
