@@ -1,0 +1,302 @@
+"""Text features stage: one section of every study -> pooled LLM embedding, on Ray actors.
+
+Output ``features/text/part-NNNNN.parquet`` (one row per study of ``studies.parquet``):
+
+``study_id``  string
+``section``   ``abstract`` or ``body``
+``embedding`` ``arrow.fixed_shape_tensor[float, [D]]``, raw mean last hidden state; null when failed
+``n_tokens``  tokens of the text (special tokens included); 0 when failed
+``model_id``  the model label (:class:`~niclip_ray.features.text_models.ModelSpec`)
+``error``     empty, or why the study has no embedding (empty text, not UTF-8, too long, ...)
+
+Each actor loads the model once. On a cluster with GPUs there is one actor per GPU
+(``num_gpus=1``, bf16 by default); without GPUs, CPU actors with fractional CPUs. The
+texts travel inside the shard manifest, so actors never re-read the corpus.
+
+Also here: :func:`embed_texts` (a short list of texts, e.g. a vocabulary, embedded in one
+Ray task on a GPU when there is one) and :func:`read_text_features` (the stage's output
+as a matrix, for the vocabulary prior).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from niclip_ray.corpus import load_corpus
+from niclip_ray.errors import InputError
+from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
+from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
+from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
+from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
+
+STAGE = "text"
+SECTIONS = ("abstract", "body")
+DEFAULT_SHARD_SIZE = 128
+DEFAULT_BATCH_SIZE = 8
+
+
+def text_items(corpus_dir: str | Path, section: str) -> list[dict]:
+    """One manifest item per study: ``study_id``, its ``text``, and ``input_error`` if unusable."""
+    if section not in SECTIONS:
+        raise InputError(f"--section must be one of {', '.join(SECTIONS)}, got {section!r}")
+    studies = load_corpus(corpus_dir).studies
+    if section not in studies.columns:
+        raise InputError(f"{corpus_dir}: studies.parquet has no {section!r} column")
+    items = []
+    for sid, value in zip(studies["study_id"], studies[section]):
+        try:
+            items.append({"study_id": str(sid), "text": coerce_text(value), "input_error": ""})
+        except TextError as exc:
+            reason = str(exc)
+            message = {"missing text": f"no {section} text", "empty text": f"no {section} text"}.get(
+                reason, reason.replace("text", section, 1)
+            )
+            items.append({"study_id": str(sid), "text": None, "input_error": message})
+    return items
+
+
+def process_texts(items: list[dict], embedder: TextEmbedder, section: str) -> pa.Table:
+    """Pure per-shard function: embed the items' texts.
+
+    Returns
+    -------
+    pyarrow.Table
+        The stage's columns, one row per item, in item order.
+    """
+    todo = [i for i, item in enumerate(items) if not item.get("input_error")]
+    result = embedder.embed([items[i]["text"] for i in todo])
+    vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    n_tokens = np.zeros(len(items), dtype=np.int64)
+    errors = [item.get("input_error", "") for item in items]
+    for k, i in enumerate(todo):
+        errors[i] = result.errors[k]
+        if not result.errors[k]:
+            vectors[i] = result.vectors[k]
+            n_tokens[i] = result.n_tokens[k]
+    ok = np.array([not e for e in errors], dtype=bool)
+    return pa.table(
+        {
+            "study_id": pa.array([str(item["study_id"]) for item in items], pa.string()),
+            "section": pa.array([section] * len(items), pa.string()),
+            "embedding": tensor_array(vectors, valid=ok),
+            "n_tokens": pa.array(n_tokens, pa.int64()),
+            "model_id": pa.array([embedder.model_id] * len(items), pa.string()),
+            "error": pa.array(errors, pa.string()),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How to run the embedder: everything but the model that a run can choose."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    dtype: str = "auto"
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    num_threads: int | None = None
+
+    def build(self, spec: ModelSpec) -> TextEmbedder:
+        """Load the model (inside the worker) with these settings."""
+        if self.num_threads:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
+        return TextEmbedder(spec, batch_size=self.batch_size, dtype=self.dtype, max_tokens=self.max_tokens)
+
+
+def make_process(spec: ModelSpec, settings: EmbedSettings, section: str) -> ProcessFn:
+    """Process factory body: load the model once in this actor."""
+    return functools.partial(process_texts, embedder=settings.build(spec), section=section)
+
+
+def stage_params(spec: ModelSpec, max_length: int, section: str, settings: EmbedSettings) -> dict:
+    """Parameters recorded in the stage manifest; a resume must match them."""
+    return {
+        "model_id": spec.model_id,
+        "base": spec.base,
+        "adapter": spec.adapter,
+        "max_length": int(max_length),
+        "section": section,
+        "dtype": settings.dtype,
+        "max_tokens": int(settings.max_tokens),
+    }
+
+
+@dataclass(frozen=True)
+class WorkerShape:
+    """Actors and their resources for model inference on the current cluster."""
+
+    num_actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    num_threads: int | None
+
+
+def worker_shape(num_actors: int | None) -> WorkerShape:
+    """One actor per GPU when the cluster has GPUs; else CPU actors sharing the CPUs.
+
+    A CPU actor gets ``ceil`` of its (fractional) CPU share as torch threads: Ray would
+    otherwise pin it to one thread.
+    """
+    from niclip_ray.runtime.session import actor_pool_shape, cluster_cpus, cluster_gpus
+
+    gpus = int(cluster_gpus())
+    if gpus:
+        return WorkerShape(num_actors or gpus, 1.0, 1.0, None)
+    n = num_actors or 1
+    n, share = actor_pool_shape(n, max(1.0, cluster_cpus() / n))
+    return WorkerShape(n, share, 0.0, max(1, math.ceil(share)))
+
+
+def run(
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    model: str,
+    section: str = "body",
+    base_model: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dtype: str = "auto",
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    num_actors: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    on_shard: Callable[[dict], None] | None = None,
+) -> StageSummary:
+    """Embed one text section of every study of a corpus on the current Ray.
+
+    Parameters
+    ----------
+    corpus_dir : path
+        Corpus written by ``niclip-ray corpus ingest``.
+    out_dir : path
+        Stage directory (``features/text``); a rerun resumes it.
+    model : str
+        Preset, packaged model, local path or cached repository id.
+    section : {"abstract", "body"}
+        Which text of each study.
+    base_model : str, optional
+        Base model of an adapter.
+    max_length : int, optional
+        Tokens per window (default: the preset's or the model's positions).
+    batch_size : int
+        Windows per forward pass (per actor).
+    dtype : {"auto", "float32", "bfloat16", "float16"}
+        ``auto``: bf16 on GPU actors, fp32 on CPU actors.
+    max_tokens : int
+        Longer texts get an error row.
+    num_actors : int, optional
+        Actors (default: one per GPU, else one CPU actor).
+    shard_size : int
+        Studies per part file.
+    on_shard : callable, optional
+        Progress callback, called with each finished shard's result.
+    """
+    if batch_size < 1 or max_tokens < 1:
+        raise InputError(f"--batch-size and --max-tokens must be at least 1, got {batch_size} and {max_tokens}")
+    items = text_items(corpus_dir, section)
+    spec = resolve_model(model, base_model=base_model, max_length=max_length)
+    info = inspect_model(spec)  # fails here, not in every actor, when the model is unusable
+    shape = worker_shape(num_actors)
+    settings = EmbedSettings(batch_size, dtype, max_tokens, shape.num_threads)
+    return run_stage(
+        STAGE,
+        items,
+        key="study_id",
+        out_dir=out_dir,
+        factory=functools.partial(make_process, spec, settings, section),
+        params=stage_params(spec, info.max_length, section, settings),
+        shard_size=shard_size,
+        num_actors=shape.num_actors,
+        cpus_per_actor=shape.cpus_per_actor,
+        gpus_per_actor=shape.gpus_per_actor,
+        on_shard=on_shard,
+    )
+
+
+def _embed_in_worker(spec: ModelSpec, settings: EmbedSettings, texts: list) -> EmbeddingResult:
+    return settings.build(spec).embed(texts)
+
+
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    model: str,
+    base_model: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dtype: str = "auto",
+    timeout_s: float | None = None,
+) -> tuple[EmbeddingResult, str]:
+    """Embed a short list of texts in one Ray task (on a GPU when the cluster has one).
+
+    Returns
+    -------
+    (EmbeddingResult, model_id)
+    """
+    import ray
+
+    spec = resolve_model(model, base_model=base_model, max_length=max_length)
+    inspect_model(spec)
+    shape = worker_shape(1)
+    settings = EmbedSettings(batch_size, dtype, DEFAULT_MAX_TOKENS, shape.num_threads)
+    task = ray.remote(_embed_in_worker).options(num_cpus=shape.cpus_per_actor, num_gpus=shape.gpus_per_actor)
+    return ray.get(task.remote(spec, settings, list(texts)), timeout=timeout_s), spec.model_id
+
+
+@dataclass
+class TextFeatures:
+    """Successfully embedded documents of a text stage directory."""
+
+    study_ids: list[str]
+    embeddings: np.ndarray  # (N, D) float32
+    model_id: str
+    section: str
+    n_failed: int  # rows with an error, left out
+
+
+def read_text_features(directory: str | Path, train_ids: Sequence[str] | None = None) -> TextFeatures:
+    """Read the embeddings written by the text stage, optionally only the training documents.
+
+    Raises
+    ------
+    InputError
+        No part files, several models or sections mixed, training ids unknown to the stage,
+        or no successfully embedded document left.
+    """
+    try:
+        table = read_parts(directory, columns=["study_id", "section", "embedding", "model_id", "error"])
+    except FileNotFoundError as exc:
+        raise InputError(f"--text-features {directory}: {exc}") from exc
+    for column in ("model_id", "section"):
+        values = pc.unique(table[column]).to_pylist()
+        if len(values) != 1:
+            raise InputError(f"--text-features {directory} mixes several {column}s: {values}")
+    ids = table["study_id"].to_pylist()
+    failed = np.array([bool(e) for e in table["error"].to_pylist()])
+    keep = ~failed
+    if train_ids is not None:
+        wanted = {str(t) for t in train_ids}
+        unknown = sorted(wanted - set(ids))
+        if unknown:
+            raise InputError(f"{len(unknown)} training ids are not in {directory} (e.g. {', '.join(unknown[:5])})")
+        keep &= np.array([sid in wanted for sid in ids])
+        failed &= np.array([sid in wanted for sid in ids])
+    if not keep.any():
+        raise InputError(f"--text-features {directory} holds no successfully embedded document to use")
+    matrix = tensor_to_numpy(table["embedding"])[keep]
+    return TextFeatures(
+        [sid for sid, k in zip(ids, keep) if k],
+        matrix,
+        table["model_id"][0].as_py(),
+        table["section"][0].as_py(),
+        int(failed.sum()),
+    )
