@@ -8,6 +8,7 @@ or a language model. The numbers mean nothing; the shapes and keys are the real 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,4 +72,90 @@ def toy_vocabulary(names: Sequence[str], text_dim: int = 32, seed: int = 0) -> p
         {"names": emb_names, "definitions": emb_defs, "combined": 0.5 * emb_names + 0.5 * emb_defs},
         prior / prior.sum(),
         definitions=[f"definition of {x}" for x in names],
+    )
+
+
+def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> Path:
+    """Write a coarse stand-in DiFuMo atlas and its brain mask, for fast tests and demos.
+
+    The atlas is written in nilearn's DiFuMo cache layout under ``data_dir`` (so
+    :func:`niclip_ray.atlas.difumo.load_atlas` finds it, as a stand-in) on a coarse MNI grid
+    of ``voxel_mm`` voxels, with one Gaussian blob (sigma 1.5 voxels, cut below 5 %) per
+    component around distinct seeded centres inside an ellipsoidal "brain" mask.
+
+    Returns
+    -------
+    Path
+        The mask image (same grid as the maps); give it to a bundle so that maps are
+        resampled to this grid.
+    """
+    import nibabel as nib
+
+    from niclip_ray.atlas.catalog import STANDIN_MARKER
+
+    step = float(voxel_mm)
+    lo, hi = np.array([-90.0, -126.0, -72.0]), np.array([90.0, 90.0, 108.0])
+    shape = tuple(int(n) for n in np.floor((hi - lo) / step) + 1)
+    affine = np.diag([step, step, step, 1.0])
+    affine[:3, 3] = lo
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    xyz = ijk * step + lo
+    centre, radii = np.array([0.0, -18.0, 18.0]), np.array([70.0, 100.0, 80.0])
+    inside = (((xyz - centre) / radii) ** 2).sum(axis=1) <= 1.0
+    rng = np.random.default_rng(seed)
+    centres = xyz[rng.choice(np.flatnonzero(inside), size=dimension, replace=False)]
+    sigma = 1.5 * step
+    maps = np.zeros((*shape, dimension), dtype=np.float32)
+    for k, c in enumerate(centres):
+        weight = np.exp(-((xyz - c) ** 2).sum(axis=1) / (2 * sigma**2))
+        weight[(weight < 0.05) | ~inside] = 0.0
+        maps[..., k] = (rng.uniform(0.5, 1.0) * weight).reshape(shape)
+    root = Path(data_dir) / "difumo_atlases"
+    (root / str(dimension) / "2mm").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(maps, affine), root / str(dimension) / "2mm" / "maps.nii.gz")
+    labels = pd.DataFrame({"Component": np.arange(1, dimension + 1),
+                           "Difumo_names": [f"toy component {k}" for k in range(1, dimension + 1)],
+                           "Yeo_networks7": "none", "Yeo_networks17": "none", "GM": 0.0, "WM": 0.0, "CSF": 0.0})
+    labels.to_csv(root / str(dimension) / f"labels_{dimension}_dictionary.csv", index=False)
+    (root / "README.md").write_text(f"# toy DiFuMo {STANDIN_MARKER} ({voxel_mm:g} mm grid, for tests)\n\nseed: {seed}\n")
+    mask_path = Path(data_dir) / "toy_mask.nii.gz"
+    nib.save(nib.Nifti1Image(inside.reshape(shape).astype(np.uint8), affine), mask_path)
+    return mask_path
+
+
+def toy_bundle(
+    out_dir: str | Path,
+    atlas_dir: str | Path,
+    *,
+    text_dim: int = 32,
+    dimension: int = 64,
+    seed: int = 0,
+    logit_scale: float | None = 20.0,
+    with_ontology: bool = True,
+) -> Path:
+    """Write a complete toy bundle (random weights, builtin-ontology vocabulary, toy atlas).
+
+    The atlas and its mask are written by :func:`toy_atlas` into ``atlas_dir``; the bundle
+    records the stand-in's ``atlas_id`` and carries the mask, so decoding with
+    ``atlas_dir`` needs nothing else.
+    """
+    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.ontology import load_ontology
+
+    mask = toy_atlas(atlas_dir, dimension=dimension, seed=seed)
+    ontology = load_ontology("builtin")
+    config = {
+        "logit_scale": logit_scale,
+        "dropout": 0.5,
+        "text_model_id": "toy-random",
+        "atlas_id": f"difumo{dimension}-2mm-standin-seed{seed}",
+        "atlas_dim": dimension,
+    }
+    return save_bundle(
+        out_dir,
+        toy_state_dict(text_dim, dimension, seed),
+        config,
+        toy_vocabulary(ontology.task_names, text_dim, seed),
+        ontology if with_ontology else None,
+        mask_file=mask,
     )

@@ -1,0 +1,260 @@
+"""The :class:`Decoder`: brain maps -> tidy task / concept / domain predictions.
+
+Built from a model bundle; nothing to fit. Per map (method notes §1.8):
+
+1. load and check the map, resample it to the bundle's mask grid, project it on the
+   atlas by least squares (:class:`niclip_ray.atlas.projection.Projector`);
+2. L2-normalise the coefficients and run the CLIP image head;
+3. cosine against the vocabulary's text features (computed once, at construction);
+4. posterior, Bayes factor, and noisy-OR concepts and domains
+   (:mod:`niclip_ray.decoding.posterior`), vectorised over all maps of a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from niclip_ray.decoding.bundle import Bundle, load_bundle
+from niclip_ray.decoding.posterior import l2_normalise, noisy_or, task_posterior, top_k
+from niclip_ray.decoding.vocabulary import embedding_matrix
+from niclip_ray.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("task", "concept", "domain")
+#: Columns of a decoding result (DESIGN.md decode contract, plus term_id).
+COLUMNS = ["map_id", "level", "rank", "term_id", "term", "prob", "similarity", "likelihood", "prior", "bayes_factor"]
+_STANDIN_SEED = re.compile(r"standin-seed(\d+)$")
+
+
+def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
+    """Build the atlas projector a bundle was trained with.
+
+    The atlas has ``config['atlas_dim']`` components (default: the image head width) and
+    comes from ``atlas_dir`` (a nilearn data directory) or nilearn's default locations.
+    Maps are resampled to the bundle's own mask when it carries one, else to NiMARE's
+    2 mm MNI152 brain-mask grid.
+
+    Raises
+    ------
+    ConfigError
+        When the atlas found is not the one recorded in the bundle (e.g. the bundle was
+        trained on real DiFuMo and only a stand-in is available), unless
+        ``allow_atlas_mismatch``.
+    """
+    from niclip_ray.atlas.difumo import load_atlas
+    from niclip_ray.atlas.mask import MaskGrid
+    from niclip_ray.atlas.projection import Projector
+
+    config = bundle.config
+    expected = config.get("atlas_id")
+    seed_match = _STANDIN_SEED.search(expected or "")
+    standin_expected = bool(expected) and "standin" in expected
+    try:
+        atlas = load_atlas(
+            dimension=int(config.get("atlas_dim") or config["image_dim"]),
+            data_dir=atlas_dir,
+            allow_standin=standin_expected or allow_atlas_mismatch or not expected,
+            seed=int(seed_match.group(1)) if seed_match else 0,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"the bundle needs atlas {expected}: {exc}") from exc
+    if expected and atlas.atlas_id != expected:
+        message = f"the bundle was trained on atlas {expected} but {atlas.atlas_id} was found"
+        if not allow_atlas_mismatch:
+            raise ConfigError(f"{message}; point --atlas-dir at the right atlas (or allow the mismatch)")
+        log.warning("%s; decoding anyway", message)
+    grid = MaskGrid.from_img(nib.load(str(bundle.mask_path))) if bundle.mask_path is not None else None
+    return Projector(atlas, grid=grid)
+
+
+class Decoder:
+    """Decode brain maps with a NiCLIP model bundle.
+
+    Parameters
+    ----------
+    bundle : Bundle or path
+        A bundle with a vocabulary (see :func:`niclip_ray.decoding.bundle.load_bundle`).
+    logit_scale : float, optional
+        Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
+        else the learned value). The paper's jobs use 20.
+    hierarchical : bool, optional
+        Also give concepts and domains (noisy-OR). Default: when the bundle has an ontology.
+    projector : Projector, optional
+        Atlas projector to use (default: :func:`make_projector`, built lazily on the first map).
+    atlas_dir : path, optional
+        nilearn data directory with the atlas.
+    allow_atlas_mismatch : bool
+        Decode even when the atlas found differs from the bundle's.
+    embedding : str, optional
+        Vocabulary embedding kind (default: ``config['vocabulary_embedding']`` or ``combined``).
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | os.PathLike,
+        *,
+        logit_scale: float | None = None,
+        hierarchical: bool | None = None,
+        projector=None,
+        atlas_dir: str | os.PathLike | None = None,
+        allow_atlas_mismatch: bool = False,
+        embedding: str | None = None,
+    ) -> None:
+        from niclip_ray.model import CLIP
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        vocabulary = self.bundle.require_vocabulary()
+        self.logit_scale = float(logit_scale) if logit_scale is not None else self.bundle.logit_scale
+        self.model = CLIP.from_state_dict(self.bundle.state_dict).eval()
+        kind = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
+        text = torch.from_numpy(l2_normalise(embedding_matrix(vocabulary, kind)).astype(np.float32))
+        with torch.no_grad():
+            self.text_features = self.model.encode_text(text).numpy()  # (V, D), unit rows
+        self.terms = vocabulary["name"].to_numpy(dtype=object)
+        self.term_ids = vocabulary["term_id"].to_numpy(dtype=object)
+        self.prior = vocabulary["prior"].to_numpy(dtype=np.float64)
+        ontology = self.bundle.ontology
+        self.hierarchical = ontology is not None if hierarchical is None else bool(hierarchical)
+        if self.hierarchical and ontology is None:
+            raise InputError("hierarchical decoding needs a bundle with an ontology (model attach-vocabulary --ontology)")
+        if self.hierarchical:
+            self.task_concept = ontology.task_concept_matrix
+            self.concept_domain = ontology.concept_domain_matrix
+            self.concepts = ontology.concepts[["concept_id", "name"]].to_numpy(dtype=object)
+            self.domains = ontology.domains[["domain_id", "name"]].to_numpy(dtype=object)
+        self._projector = projector
+        self._atlas_dir = atlas_dir
+        self._allow_mismatch = allow_atlas_mismatch
+
+    @property
+    def projector(self):
+        """The atlas projector (built on first use)."""
+        if self._projector is None:
+            self._projector = make_projector(self.bundle, self._atlas_dir, self._allow_mismatch)
+        return self._projector
+
+    @property
+    def atlas_id(self) -> str:
+        """Identifier of the atlas used for projection."""
+        return self.projector.atlas_id
+
+    def project(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
+        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map.
+
+        Raises
+        ------
+        InputError
+            Unreadable map, wrong dimensionality, all NaN, outside MNI space, or no signal
+            on the atlas (e.g. an all-zero map). The message names the map.
+        """
+        beta = self.projector.project_image(img, name=name)
+        if not np.any(beta) or not np.isfinite(beta).all():
+            label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
+            raise InputError(f"map {label}: no signal on the atlas (all zero inside the atlas after resampling)")
+        return beta
+
+    def image_features(self, betas: np.ndarray) -> np.ndarray:
+        """CLIP image features ``(n, D)`` float32 of atlas coefficients ``(n, dimension)``."""
+        x = torch.from_numpy(l2_normalise(np.atleast_2d(betas)).astype(np.float32))
+        with torch.no_grad():
+            return self.model.encode_image(x).numpy()
+
+    def decode_features(self, betas: np.ndarray, map_ids: list[str], topk: int | None = 10) -> pd.DataFrame:
+        """Decode projected maps; one tidy frame for all of them.
+
+        Parameters
+        ----------
+        betas : (n, dimension) array
+            Atlas coefficients, one row per map.
+        map_ids : list of str, length n
+        topk : int, optional
+            Tasks and concepts kept per map (None: all). All domains are kept.
+
+        Returns
+        -------
+        DataFrame
+            :data:`COLUMNS`; ``rank`` starts at 1 per map and level. Concept and domain rows
+            have NaN similarity, likelihood, prior and Bayes factor.
+        """
+        betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
+        if len(map_ids) != len(betas):
+            raise ValueError(f"{len(map_ids)} map ids for {len(betas)} maps")
+        if not len(betas):
+            return pd.DataFrame(columns=COLUMNS)
+        cosine = self.image_features(betas).astype(np.float64) @ self.text_features.astype(np.float64).T
+        post = task_posterior(cosine, self.prior, self.logit_scale)
+        frames = [
+            _tidy(
+                "task", map_ids, post.posterior, top_k(post.posterior, topk), self.term_ids, self.terms,
+                {"similarity": post.similarity, "likelihood": post.likelihood,
+                 "prior": np.broadcast_to(post.prior, post.posterior.shape), "bayes_factor": post.bayes_factor},
+            )
+        ]
+        if self.hierarchical:
+            concept = noisy_or(post.posterior, self.task_concept)
+            domain = noisy_or(concept, self.concept_domain)
+            frames.append(_tidy("concept", map_ids, concept, top_k(concept, topk), *self.concepts.T, {}))
+            frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
+        return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+    def transform(
+        self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None, topk: int | None = 10
+    ) -> pd.DataFrame:
+        """Decode one 3-D map (path or image) into a tidy frame (see :meth:`decode_features`)."""
+        if map_id is None:
+            map_id = _default_id(img)
+        label = map_id if isinstance(img, nib.spatialimages.SpatialImage) else str(img)
+        return self.decode_features(self.project(img, name=label)[None, :], [map_id], topk)
+
+
+def _default_id(img) -> str:
+    if isinstance(img, nib.spatialimages.SpatialImage):
+        return "map"
+    name = Path(img).name
+    return re.sub(r"\.nii(\.gz)?$", "", name)
+
+
+def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+    n, k = order.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = order.reshape(-1)
+    frame = {
+        "map_id": np.asarray(map_ids, dtype=object)[rows],
+        "level": level,
+        "rank": np.tile(np.arange(1, k + 1), n),
+        "term_id": np.asarray(ids, dtype=object)[cols],
+        "term": np.asarray(names, dtype=object)[cols],
+        "prob": prob[rows, cols],
+    }
+    for name in ("similarity", "likelihood", "prior", "bayes_factor"):
+        frame[name] = extra[name][rows, cols] if name in extra else np.full(n * k, np.nan)
+    return pd.DataFrame(frame)
+
+
+def reference_tables(result: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One map's tidy result as the reference's CSV tables, keyed by level.
+
+    ``task``: ``pred, prob, similarity, likelihood, prior_prob, joint_prob, bayes_factor``;
+    ``concept`` and ``domain`` (the reference's "process"): ``pred, prob``.
+    """
+    tables = {}
+    for level, rows in result.sort_values(["level", "rank"]).groupby("level", sort=False):
+        if level == "task":
+            tables[level] = pd.DataFrame(
+                {"pred": rows["term"].to_numpy(), "prob": rows["prob"].to_numpy(),
+                 "similarity": rows["similarity"].to_numpy(), "likelihood": rows["likelihood"].to_numpy(),
+                 "prior_prob": rows["prior"].to_numpy(), "joint_prob": (rows["likelihood"] * rows["prior"]).to_numpy(),
+                 "bayes_factor": rows["bayes_factor"].to_numpy()}
+            )
+        else:
+            tables[level] = pd.DataFrame({"pred": rows["term"].to_numpy(), "prob": rows["prob"].to_numpy()})
+    return tables

@@ -1,0 +1,153 @@
+"""Decoder on a toy bundle against the reference's prediction flow written out in the test."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from nilearn.datasets import load_sample_motor_activation_image
+from scipy.ndimage import affine_transform
+
+from niclip_ray.decoding.bundle import load_bundle
+from niclip_ray.decoding.decoder import COLUMNS, Decoder, reference_tables
+from niclip_ray.decoding.toy import toy_bundle
+from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.model import CLIP
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return toy_bundle(root / "bundle", root / "atlas"), root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def decoder(bundle_dir):
+    path, atlas_dir = bundle_dir
+    return Decoder(path, atlas_dir=atlas_dir)
+
+
+def reference_predict(img, bundle, atlas_maps, s):
+    """§1.8 step by step: resample to the mask grid, least squares on the atlas, CLIP, posterior, noisy-OR loops."""
+    mask = nib.load(bundle.mask_path)
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    to_source = np.linalg.inv(img.affine) @ mask.affine  # cubic spline, unclipped, as resample_to_img
+    y = affine_transform(data, to_source[:3, :3], to_source[:3, 3], output_shape=mask.shape, order=3)
+    maps = nib.load(atlas_maps).get_fdata()
+    support = np.any(maps != 0, axis=3)
+    X = maps[support]  # voxels x components
+    beta, *_ = np.linalg.lstsq(X, np.nan_to_num(y[support]), rcond=None)
+    vocab = bundle.vocabulary
+    text = torch.tensor(np.stack(vocab["emb_combined"]), dtype=torch.float32)
+    image = torch.tensor(beta[None, :], dtype=torch.float32)
+    text = text / (text.norm(dim=-1, keepdim=True) + 1e-8)
+    image = image / (image.norm(dim=-1, keepdim=True) + 1e-8)
+    model = CLIP.from_state_dict(bundle.state_dict).eval()
+    with torch.no_grad():
+        f_img, f_txt, _ = model(image, text)
+    sim = (s * f_img @ f_txt.T).double().flatten()
+    lik = sim.softmax(dim=-1)
+    prior = torch.tensor(vocab["prior"].to_numpy())
+    joint = lik * prior
+    post = joint / joint.sum()
+    bf = (post / (1 - post)) / (prior / (1 - prior))
+    onto = bundle.ontology
+    task_index = {t: i for i, t in enumerate(onto.tasks["task_id"])}
+    concept_prob = []
+    for cid in onto.concepts["concept_id"]:
+        tasks = [task_index[t] for t in onto.task_concepts.loc[onto.task_concepts["concept_id"] == cid, "task_id"]]
+        concept_prob.append(float(1 - (1 - post[tasks]).prod()) if tasks else 0.0)
+    domain_prob = []
+    for did in onto.domains["domain_id"]:
+        members = np.flatnonzero(onto.concepts["domain_id"].to_numpy() == did)
+        domain_prob.append(1 - np.prod([1 - concept_prob[c] for c in members]))
+    return sim.numpy(), lik.numpy(), post.numpy(), bf.numpy(), np.array(concept_prob), np.array(domain_prob)
+
+
+def test_matches_reference_flow(decoder, bundle_dir):
+    path, atlas_dir = bundle_dir
+    bundle = load_bundle(path)
+    img = load_sample_motor_activation_image()
+    result = decoder.transform(img, map_id="motor", topk=None)
+    assert list(result.columns) == COLUMNS
+    atlas_maps = atlas_dir / "difumo_atlases" / "64" / "2mm" / "maps.nii.gz"
+    sim, lik, post, bf, concept, domain = reference_predict(nib.load(img), bundle, atlas_maps, 20.0)
+    names = bundle.vocabulary["name"].tolist()
+    task = result[result.level == "task"].set_index("term").loc[names]
+    np.testing.assert_allclose(task["similarity"], sim, atol=1e-5)
+    np.testing.assert_allclose(task["likelihood"], lik, atol=1e-6)
+    np.testing.assert_allclose(task["prob"], post, atol=1e-6)
+    np.testing.assert_allclose(task["bayes_factor"], bf, rtol=1e-5)
+    np.testing.assert_allclose(task["prior"], bundle.vocabulary["prior"])
+    got_c = result[result.level == "concept"].set_index("term").loc[bundle.ontology.concepts["name"], "prob"]
+    np.testing.assert_allclose(got_c, concept, atol=1e-6)
+    got_d = result[result.level == "domain"].set_index("term").loc[bundle.ontology.domains["name"], "prob"]
+    np.testing.assert_allclose(got_d, domain, atol=1e-6)
+
+
+def test_ranks_topk_and_reference_tables(decoder):
+    result = decoder.transform(load_sample_motor_activation_image(), topk=5)
+    counts = result.groupby("level").size().to_dict()
+    assert counts == {"task": 5, "concept": 5, "domain": 10}
+    for _, rows in result.groupby("level"):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert (np.diff(rows["prob"].to_numpy()) <= 0).all()
+    tables = reference_tables(result)
+    assert list(tables["task"].columns) == [
+        "pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob", "bayes_factor"]
+    assert list(tables["domain"].columns) == ["pred", "prob"] and len(tables["domain"]) == 10
+    np.testing.assert_allclose(tables["task"]["joint_prob"], tables["task"]["likelihood"] * tables["task"]["prior_prob"])
+
+
+def test_batch_equals_single(decoder):
+    img = nib.load(load_sample_motor_activation_image())
+    beta = decoder.project(img)
+    flipped = nib.Nifti1Image(-np.asarray(img.dataobj), img.affine)
+    both = decoder.decode_features(np.stack([beta, decoder.project(flipped)]), ["a", "b"], topk=3)
+    single = decoder.decode_features(beta[None], ["a"], topk=3)
+    np.testing.assert_allclose(both[both.map_id == "a"]["prob"].to_numpy(), single["prob"].to_numpy(), rtol=1e-6)
+
+
+def test_logit_scale_override(bundle_dir):
+    path, atlas_dir = bundle_dir
+    img = load_sample_motor_activation_image()
+    a = Decoder(path, atlas_dir=atlas_dir, logit_scale=10.0).transform(img, topk=None)
+    b = Decoder(path, atlas_dir=atlas_dir).transform(img, topk=None)
+    ta, tb = (x[x.level == "task"].set_index("term").sort_index() for x in (a, b))
+    np.testing.assert_allclose(ta["similarity"] * 2, tb["similarity"], rtol=1e-6)
+
+
+def test_bad_maps_are_named(decoder, tmp_path):
+    img = nib.load(load_sample_motor_activation_image())
+    zero = nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine)
+    with pytest.raises(InputError, match="map zero.nii: no signal on the atlas"):
+        decoder.project(zero, name="zero.nii")
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((10, 10), np.float32), np.eye(4)), flat)
+    with pytest.raises(InputError, match="flat.nii.gz.*3-D"):
+        decoder.transform(flat)
+
+
+def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):
+    from niclip_ray.decoding.bundle import save_bundle
+
+    path, atlas_dir = bundle_dir
+    bundle = load_bundle(path)
+    config = {**bundle.config, "atlas_id": "difumo64-2mm"}  # claims the real DiFuMo
+    other = save_bundle(tmp_path / "b", bundle.state_dict, config, bundle.vocabulary, bundle.ontology,
+                        mask_file=bundle.mask_path)
+    with pytest.raises(ConfigError, match="the bundle needs atlas difumo64-2mm: no DiFuMo 64 atlas"):
+        Decoder(other, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
+    config["atlas_id"] = "difumo64-2mm-standin-seed0-other"
+    odd = save_bundle(tmp_path / "c", bundle.state_dict, config, bundle.vocabulary, mask_file=bundle.mask_path)
+    with pytest.raises(ConfigError, match="trained on atlas difumo64-2mm-standin-seed0-other but difumo64-2mm-standin-seed0"):
+        Decoder(odd, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
+    ok = Decoder(other, atlas_dir=atlas_dir, allow_atlas_mismatch=True)
+    assert ok.atlas_id == "difumo64-2mm-standin-seed0"
+
+
+def test_without_ontology_only_tasks(tmp_path):
+    path = toy_bundle(tmp_path / "b", tmp_path / "atlas", with_ontology=False)
+    dec = Decoder(path, atlas_dir=tmp_path / "atlas")
+    assert set(dec.transform(load_sample_motor_activation_image())["level"]) == {"task"}
+    with pytest.raises(InputError, match="needs a bundle with an ontology"):
+        Decoder(path, hierarchical=True)
