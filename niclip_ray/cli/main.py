@@ -14,6 +14,7 @@ from niclip_ray import __version__
 from niclip_ray.cli import context
 from niclip_ray.cli.console import err
 from niclip_ray.cli.atlas import app as atlas_app
+from niclip_ray.cli.baselines import app as baselines_app
 from niclip_ray.cli.corpus import app as corpus_app
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
@@ -32,6 +33,7 @@ app.add_typer(atlas_app, name="atlas")
 app.add_typer(embed_app, name="embed")
 app.command()(info)
 app.command()(evaluate)
+app.add_typer(baselines_app, name="baselines")
 
 
 def _version(value: bool) -> None:

@@ -17,7 +17,6 @@ from nilearn.maskers import NiftiMasker
 from niclip_ray.baselines import GCLDABaseline, NeurosynthBaseline
 from niclip_ray.baselines.base import PREDICTION_COLUMNS, template_mask
 from niclip_ray.baselines.dataset import build_dataset, load_split
-from niclip_ray.corpus import ingest
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate
 
@@ -25,22 +24,19 @@ VOCABULARY = ["n-back", "flanker", "working memory", "theory of mind"]  # the la
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(nback_flanker, tiny_split, tmp_path_factory):
     """Corpus, a 20-study training split, and maps: two held-out studies, the motor map, a broken file."""
     root = tmp_path_factory.mktemp("baselines")
-    corpus, _ = ingest("nimare:nback_vs_flanker", root / "corpus")
-    studies = corpus.studies
-    nback = sorted(studies.loc[studies["label"] == "n-back", "study_id"])
-    flanker = sorted(studies.loc[studies["label"] == "flanker", "study_id"])
-    train = nback[:10] + flanker[:10]
-    held_out = [nback[-1], flanker[-1]]
+    corpus = nback_flanker[1]
+    train, held_out = tiny_split
 
     from nimare.meta.kernel import MKDAKernel
 
     split = load_split(corpus, held_out)
     dataset = build_dataset(split, pd.DataFrame(index=held_out), "none")
-    images = MKDAKernel().transform(dataset, return_type="image")
-    maps = {"nback_map": images[0], "flanker_map": images[1], "motor": load_sample_motor_activation_image()}
+    images = dict(zip(dataset.ids, MKDAKernel().transform(dataset, return_type="image")))
+    maps = {"nback_map": images[f"{held_out[0]}-1"], "flanker_map": images[f"{held_out[1]}-1"],
+            "motor": load_sample_motor_activation_image()}
     broken = root / "broken.nii.gz"
     broken.write_bytes(b"not a nifti")
     maps["broken"] = broken
