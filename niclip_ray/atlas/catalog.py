@@ -22,11 +22,13 @@ class AtlasCache:
     data_dir: Path
     dimension: int
     standin: bool
+    seed: int | None = None  # of a stand-in, from its README
 
     @property
     def atlas_id(self) -> str:
         """Identifier recorded in every artifact built from this atlas."""
-        return f"difumo{self.dimension}-2mm" + ("-standin" if self.standin else "")
+        atlas_id = f"difumo{self.dimension}-2mm" + ("-standin" if self.standin else "")
+        return atlas_id + (f"-seed{self.seed}" if self.standin and self.seed is not None else "")
 
 
 def default_data_dirs() -> list[Path]:
@@ -42,7 +44,16 @@ def find_difumo(data_dirs: list[Path] | None = None) -> list[AtlasCache]:
         root = Path(data_dir) / "difumo_atlases"
         readme = root / "README.md"
         standin = readme.is_file() and STANDIN_MARKER in readme.read_text(errors="replace")
+        seed = standin_seed(readme) if standin else None
         for dim in DIFUMO_DIMENSIONS:
             if (root / str(dim) / "2mm" / "maps.nii.gz").is_file():
-                found.append(AtlasCache(Path(data_dir), dim, standin))
+                found.append(AtlasCache(Path(data_dir), dim, standin, seed))
     return found
+
+
+def standin_seed(readme: Path) -> int | None:
+    """The ``seed: N`` line of a stand-in's README, or None."""
+    for line in readme.read_text(errors="replace").splitlines():
+        if line.startswith("seed:") and line.split(":", 1)[1].strip().isdigit():
+            return int(line.split(":", 1)[1])
+    return None

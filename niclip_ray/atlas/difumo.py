@@ -32,13 +32,22 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from niclip_ray.atlas.catalog import DIFUMO_DIMENSIONS, STANDIN_MARKER, AtlasCache, default_data_dirs, find_difumo
+from niclip_ray.atlas.catalog import (
+    DIFUMO_DIMENSIONS,
+    STANDIN_MARKER,
+    AtlasCache,
+    default_data_dirs,
+    find_difumo,
+    standin_seed,
+)
 from niclip_ray.atlas.mask import brain_mask_grid
 from niclip_ray.errors import ConfigError, InputError
 
 LABEL_COLUMNS = ["Component", "Difumo_names", "Yeo_networks7", "Yeo_networks17", "GM", "WM", "CSF"]
 #: Relative cut-off below which a stand-in component is zero.
 STANDIN_CUTOFF = 0.05
+#: Bumped whenever the stand-in recipe changes, so cached builds are never stale.
+STANDIN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,9 @@ class Atlas:
 
 
 def default_standin_dir(seed: int = 0) -> Path:
-    """Where built stand-ins are cached: ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
+    """Where built stand-ins are cached: under ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
     root = Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases"))
-    return root.expanduser() / f"standin-seed{seed}"
+    return root.expanduser() / f"standin-v{STANDIN_VERSION}-seed{seed}"
 
 
 def _check_dimension(dimension: int) -> int:
@@ -163,18 +172,8 @@ def _readme(seed: int) -> str:
         "The label table is DiFuMo's (from templateflow) and does not describe these components.\n"
         "Point --atlas-dir at a real nilearn DiFuMo cache to use the real atlas.\n\n"
         f"seed: {seed}\n"
+        f"recipe version: {STANDIN_VERSION}\n"
     )
-
-
-def standin_seed(data_dir: str | os.PathLike) -> int | None:
-    """The seed recorded in a stand-in's README, or None when ``data_dir`` holds no stand-in."""
-    readme = Path(data_dir) / "difumo_atlases" / "README.md"
-    if not readme.is_file() or STANDIN_MARKER not in readme.read_text(errors="replace"):
-        return None
-    for line in readme.read_text(errors="replace").splitlines():
-        if line.startswith("seed:"):
-            return int(line.split(":", 1)[1])
-    return None
 
 
 def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> Path:
@@ -204,7 +203,7 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
     readme = root / "README.md"
     maps_path = root / str(dimension) / "2mm" / "maps.nii.gz"
     if readme.is_file():
-        existing = standin_seed(out_dir)
+        existing = standin_seed(readme)
         if STANDIN_MARKER not in readme.read_text(errors="replace"):
             raise ConfigError(f"{root} holds a real DiFuMo cache; build the stand-in in another directory")
         if existing != seed:
@@ -232,12 +231,12 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
     return maps_path
 
 
-def _from_cache(cache: AtlasCache, seed: int | None) -> Atlas:
+def _from_cache(cache: AtlasCache) -> Atlas:
     from nilearn.datasets import fetch_atlas_difumo
 
     bunch = fetch_atlas_difumo(dimension=cache.dimension, resolution_mm=2, data_dir=str(cache.data_dir), verbose=0)
-    atlas_id = cache.atlas_id + (f"-seed{seed}" if cache.standin and seed is not None else "")
-    return Atlas(Path(bunch.maps), pd.DataFrame(bunch.labels), atlas_id, cache.dimension, cache.standin, cache.data_dir)
+    labels = pd.DataFrame(bunch.labels)
+    return Atlas(Path(bunch.maps), labels, cache.atlas_id, cache.dimension, cache.standin, cache.data_dir)
 
 
 def load_atlas(
@@ -276,7 +275,7 @@ def load_atlas(
     found = [c for c in find_difumo(dirs) if c.dimension == dimension]
     real = [c for c in found if not c.standin]
     if real:
-        return _from_cache(real[0], None)
+        return _from_cache(real[0])
     if download:
         from nilearn.datasets import fetch_atlas_difumo
 
@@ -284,9 +283,9 @@ def load_atlas(
             fetch_atlas_difumo(dimension=dimension, resolution_mm=2, data_dir=str(dirs[0]), verbose=0)
         except Exception as exc:  # network failures come in many types
             raise ConfigError(f"could not download DiFuMo {dimension} into {dirs[0]}: {exc}") from exc
-        return _from_cache(AtlasCache(dirs[0], dimension, False), None)
+        return _from_cache(AtlasCache(dirs[0], dimension, False))
     if found and allow_standin:
-        return _from_cache(found[0], standin_seed(found[0].data_dir))
+        return _from_cache(found[0])
     if not allow_standin:
         where = ", ".join(str(d) for d in dirs)
         raise ConfigError(
@@ -295,4 +294,4 @@ def load_atlas(
         )
     standin_dir = default_standin_dir(seed)
     build_standin(standin_dir, dimension, seed)
-    return _from_cache(AtlasCache(standin_dir, dimension, True), seed)
+    return _from_cache(AtlasCache(standin_dir, dimension, True, seed))

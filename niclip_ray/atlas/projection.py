@@ -14,8 +14,9 @@ voxels, so ``X'y`` is the sum of the atlas rows inside its spheres (:meth:`Proje
 
 The grid is NiMARE's 2 mm MNI152 brain-mask grid (91x109x91) unless another is given. Atlas
 maps on a different grid (the real DiFuMo is 104x123x104) are resampled to it once, one
-component at a time, with continuous interpolation, as ``NiftiMapsMasker`` does when it
-resamples the maps to the data. Images to project are resampled to the same grid.
+component at a time, with linear interpolation, as ``NiftiMapsMasker`` does when it
+resamples the maps to the data (the paper-era NiCLIP path). Images to project are resampled
+to the same grid with continuous interpolation (``resample_to_img``), then NaN/inf -> 0.
 """
 
 from __future__ import annotations
@@ -40,21 +41,26 @@ def _on_grid(shape: tuple[int, ...], affine: np.ndarray, grid: MaskGrid) -> bool
     return tuple(shape[:3]) == grid.shape and np.allclose(affine, grid.affine, atol=1e-4)
 
 
-def _resample(volume: np.ndarray, affine: np.ndarray, grid: MaskGrid) -> np.ndarray:
+def _resample(volume: np.ndarray, affine: np.ndarray, grid: MaskGrid, interpolation: str) -> np.ndarray:
     from nilearn.image import resample_img
 
     img = nib.Nifti1Image(volume, affine)
     out = resample_img(
-        img, target_affine=grid.affine, target_shape=grid.shape, interpolation="continuous", copy_header=True
+        img,
+        target_affine=grid.affine,
+        target_shape=grid.shape,
+        interpolation=interpolation,
+        clip=False,
+        copy_header=True,
     )
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
-def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid) -> sp.csc_matrix:
+def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid, interpolation: str = "linear") -> sp.csc_matrix:
     """The atlas as a sparse ``(n_grid_voxels, n_components)`` matrix on ``grid`` (C order).
 
-    Volumes are streamed one at a time and resampled to ``grid`` when needed.
-    NaN and inf are set to 0.
+    Volumes are streamed one at a time and resampled to ``grid`` when needed, with
+    ``interpolation`` (linear, as ``NiftiMapsMasker`` resamples maps). NaN and inf are set to 0.
     """
     columns = []
     n_grid = int(np.prod(grid.shape))
@@ -62,7 +68,7 @@ def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid) -> sp.csc_matrix:
     resample = not _on_grid(img.shape, img.affine, grid)
     for _, volume in iter_volumes(maps_path):
         if resample:
-            volume = _resample(volume, img.affine, grid)
+            volume = _resample(volume, img.affine, grid, interpolation)
         flat = np.nan_to_num(volume.reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
         rows = np.flatnonzero(flat)
         columns.append((rows, flat[rows].astype(np.float64)))
@@ -177,7 +183,7 @@ class Projector:
         img = load_map(img, name=name)
         data = np.asarray(img.dataobj, dtype=np.float32)
         if not _on_grid(data.shape, img.affine, self.grid):
-            data = _resample(data, img.affine, self.grid)
+            data = _resample(data, img.affine, self.grid, "continuous")
         y = np.nan_to_num(data.reshape(-1)[self.rows], nan=0.0, posinf=0.0, neginf=0.0).astype(np.float64)
         return self.solve(self.X.T @ y)[0]
 

@@ -4,4 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from niclip_ray.cli.embed_images import images
+
 app = typer.Typer(help="Compute image and text features of a corpus into Parquet.", no_args_is_help=True)
+app.command("images")(images)

@@ -102,6 +102,11 @@ def process_studies(
     )
 
 
+def stage_params(atlas: Atlas, radius: float, value: float) -> dict:
+    """Parameters recorded in the stage manifest; a resume must match them."""
+    return {"atlas_id": atlas.atlas_id, "dimension": atlas.dimension, "radius": float(radius), "value": float(value)}
+
+
 def make_process(atlas: Atlas, radius: float, value: float) -> ProcessFn:
     """Process factory body: build (or reuse) the projector once in this worker."""
     projector = get_projector(atlas)
@@ -153,14 +158,13 @@ def run(
         raise InputError(f"MKDA radius must be a positive number of mm, got {radius}")
     items = study_items(corpus_dir)
     atlas = load_atlas(dimension, data_dir=atlas_dir, allow_standin=allow_standin, seed=seed)
-    params = {"atlas_id": atlas.atlas_id, "dimension": atlas.dimension, "radius": radius, "value": value}
     return run_stage(
         STAGE,
         items,
         key="study_id",
         out_dir=out_dir,
         factory=functools.partial(make_process, atlas, float(radius), float(value)),
-        params=params,
+        params=stage_params(atlas, radius, value),
         shard_size=shard_size,
         num_actors=num_actors or max(1, int(cluster_cpus())),
         on_shard=on_shard,

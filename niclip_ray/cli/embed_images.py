@@ -1,0 +1,51 @@
+"""``niclip-ray embed images``: MKDA + DiFuMo features of every study of a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from niclip_ray.cli.console import report_stage, say
+from niclip_ray.cli.context import options
+from niclip_ray.pipelines import images as images_stage
+from niclip_ray.runtime import ray_session
+
+
+def images(
+    ctx: typer.Context,
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus directory from 'corpus ingest'.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Stage directory for part-NNNNN.parquet (resumable).")],
+    atlas_dir: Annotated[
+        Path | None, typer.Option(help="nilearn data directory holding difumo_atlases/ (real or stand-in).")
+    ] = None,
+    dim: Annotated[int, typer.Option("--dim", help="DiFuMo components.")] = 512,
+    shard_size: Annotated[int, typer.Option(min=1, help="Studies per part file.")] = images_stage.DEFAULT_SHARD_SIZE,
+    num_actors: Annotated[int | None, typer.Option(min=1, help="CPU actors (default: one per CPU).")] = None,
+    standin: Annotated[
+        bool, typer.Option("--standin/--no-standin", help="Fall back to the offline stand-in atlas.")
+    ] = True,
+) -> None:
+    """Project each study's MKDA map (10 mm spheres) on DiFuMo by least squares.
+
+    Example: niclip-ray embed images --corpus work/corpus --out work/features/images --dim 512
+    """
+    opts = options(ctx)
+
+    def progress(result: dict) -> None:
+        if not result["error"]:
+            say(f"shard {result['shard_id']}: {result['n_rows']} studies, {result['n_failed']} failed", quiet=opts.quiet)
+
+    with ray_session(opts.ray_options()):
+        summary = images_stage.run(
+            corpus,
+            out_dir,
+            dimension=dim,
+            atlas_dir=atlas_dir,
+            shard_size=shard_size,
+            num_actors=num_actors,
+            allow_standin=standin,
+            on_shard=progress,
+        )
+    report_stage(summary, quiet=opts.quiet)
