@@ -19,6 +19,13 @@ from niclip_ray.cli.corpus import app as corpus_app
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
 from niclip_ray.cli.info import info
+from niclip_ray.cli.jobs import app as jobs_app
+from niclip_ray.cli.cluster import app as cluster_app
+from niclip_ray.cli.pipeline import pipeline
+from niclip_ray.cli.runconfig import default_map, load_run_config
+from niclip_ray.cli.submit import run_as_job, wants_submission
+from niclip_ray.cli.train import train
+from niclip_ray.cli.vocab import app as vocab_app
 from niclip_ray.errors import NiclipError
 
 app = typer.Typer(
@@ -31,9 +38,14 @@ app = typer.Typer(
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(atlas_app, name="atlas")
 app.add_typer(embed_app, name="embed")
+app.add_typer(vocab_app, name="vocab")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(cluster_app, name="cluster")
 app.command()(info)
+app.command()(pipeline)
 app.command()(evaluate)
 app.add_typer(baselines_app, name="baselines")
+app.command()(train)
 
 
 def _version(value: bool) -> None:
@@ -57,19 +69,32 @@ def root(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and results.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on error.")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="Run config (YAML) giving option defaults per command; see jobs/.")
+    ] = None,
+    working_dir: Annotated[
+        Path, typer.Option(help="Directory uploaded with a submitted job (its working directory).")
+    ] = Path("."),
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """Global options go before the command name."""
-    ctx.obj = context.GlobalOptions(address=address, cluster=cluster, num_cpus=num_cpus, quiet=quiet, verbose=verbose)
+    ctx.obj = context.GlobalOptions(
+        address=address, cluster=cluster, num_cpus=num_cpus, quiet=quiet, verbose=verbose, working_dir=working_dir
+    )
     context.CURRENT = ctx.obj
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if config is not None:
+        ctx.default_map = default_map(load_run_config(config))
+    if wants_submission(ctx.obj, ctx.invoked_subcommand, context.ARGV):
+        raise typer.Exit(run_as_job(ctx.obj, context.ARGV))
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; our errors become one line on stderr."""
     context.CURRENT = context.GlobalOptions()
+    context.ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=argv, prog_name="niclip-ray", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -34,6 +34,8 @@ class PairedFeatures:
     texts : (n, text_dim) float32, unit rows
     section : str
     text_model_id : str or None
+    atlas_id : str or None
+        The image features' atlas, when the table records it.
     image_only, text_only : list of str
         Usable studies found on one side only.
     failed_images, failed_texts : int
@@ -45,6 +47,7 @@ class PairedFeatures:
     texts: np.ndarray
     section: str
     text_model_id: str | None = None
+    atlas_id: str | None = None
     image_only: list[str] = field(default_factory=list)
     text_only: list[str] = field(default_factory=list)
     failed_images: int = 0
@@ -71,6 +74,13 @@ def _read(directory: Path, columns: list[str], what: str) -> pa.Table:
     if missing:
         raise InputError(f"{what} table in {directory} lacks column(s) {missing}")
     return table
+
+
+def _distinct(table: pa.Table, column: str) -> list[str]:
+    """Distinct non-empty values of an optional string column."""
+    if column not in table.column_names:
+        return []
+    return sorted({str(v) for v in table.column(column).to_pylist() if v})
 
 
 def _usable(table: pa.Table, what: str, directory: Path) -> tuple[list[str], np.ndarray, int]:
@@ -111,9 +121,12 @@ def load_pairs(images_dir: str | Path, text_dir: str | Path, section: str = "bod
     if section not in sections:
         raise InputError(f"text features in {text_dir} have no section {section!r} (found {sections})")
     texts = texts.filter(pc.equal(texts.column("section"), section))
-    model_ids = sorted({m for m in texts.column("model_id").to_pylist() if m}) if "model_id" in texts.column_names else []
+    model_ids = _distinct(texts, "model_id")
     if len(model_ids) > 1:
         raise InputError(f"text features in {text_dir} mix models {model_ids}; train on one model at a time")
+    atlas_ids = _distinct(images, "atlas_id")
+    if len(atlas_ids) > 1:
+        raise InputError(f"image features in {images_dir} mix atlases {atlas_ids}; train on one atlas at a time")
     image_ids, image_vectors, failed_images = _usable(images, "image", images_dir)
     text_ids, text_vectors, failed_texts = _usable(texts, "text", text_dir)
     image_pos = {s: i for i, s in enumerate(image_ids)}
@@ -130,6 +143,7 @@ def load_pairs(images_dir: str | Path, text_dir: str | Path, section: str = "bod
         texts=l2_normalise(text_vectors[[text_pos[s] for s in both]]),
         section=section,
         text_model_id=model_ids[0] if model_ids else None,
+        atlas_id=atlas_ids[0] if atlas_ids else None,
         image_only=sorted(image_pos.keys() - text_pos.keys()),
         text_only=sorted(text_pos.keys() - image_pos.keys()),
         failed_images=failed_images,
