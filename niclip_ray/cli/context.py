@@ -19,6 +19,7 @@ class GlobalOptions:
     num_cpus: float | None = None
     quiet: bool = False
     verbose: bool = False
+    working_dir: Path | None = Path(".")
 
     def ray_options(self) -> RayOptions:
         """The Ray connection these options ask for."""
@@ -27,6 +28,9 @@ class GlobalOptions:
 
 #: Set by the root callback; the error handler reads ``verbose`` from it.
 CURRENT = GlobalOptions()
+#: The raw command line of this invocation (without the program name); job submission
+#: turns it into the job's entrypoint.
+ARGV: list[str] = []
 
 
 def options(ctx: typer.Context) -> GlobalOptions:

@@ -1,0 +1,164 @@
+"""Run a niclip-ray command on a cluster as a Ray Job, and manage such jobs.
+
+The job's entrypoint is the very same ``niclip-ray`` command line, minus the options that
+asked for submission; inside the job Ray sets ``RAY_ADDRESS`` and the command joins the
+cluster like any driver. The submission id is derived from the command, so submitting the
+same command twice attaches to the first job instead of starting a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from niclip_ray import __version__
+from niclip_ray.errors import ConfigError
+from niclip_ray.runtime.auth import auth_env
+
+#: Global options that only say *where* to run; they are not part of the job's command.
+SUBMISSION_OPTIONS = {"--address": 1, "--cluster": 1, "--working-dir": 1}
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+IN_JOB_ENV = "NICLIP_IN_JOB"
+#: A head whose job agent is still starting answers "No available agent"; we retry that long.
+AGENT_WAIT_S = float(os.environ.get("NICLIP_JOB_AGENT_WAIT_S", 60))
+
+
+def is_job_address(address: str | None) -> bool:
+    """True for a Jobs API (dashboard) address such as ``http://head:8265``."""
+    return bool(address) and address.startswith(("http://", "https://"))
+
+
+def job_argv(argv: list[str]) -> list[str]:
+    """The command line to run inside the job: ``argv`` without the submission options."""
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in SUBMISSION_OPTIONS:
+            skip = 0 if "=" in arg else SUBMISSION_OPTIONS[name]
+            continue
+        out.append(arg)
+    return out
+
+
+def submission_id(argv: list[str]) -> str:
+    """Stable id for a command: same command and inputs -> same id.
+
+    ``niclip-<first words of the command>-<12 hex digits of sha256(version, argv)>``.
+    """
+    words = [a for a in argv if not a.startswith("-")][:2]
+    slug = re.sub(r"[^a-z0-9]+", "-", "-".join(words).lower()).strip("-")[:40] or "command"
+    digest = hashlib.sha256("\x00".join([__version__, *argv]).encode()).hexdigest()[:12]
+    return f"niclip-{slug}-{digest}"
+
+
+def client(address: str):
+    """A Jobs API client with our auth headers; errors become :class:`ConfigError`."""
+    from ray.job_submission import JobSubmissionClient
+
+    from niclip_ray.runtime.session import check_reachable
+
+    check_reachable(address)
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging",
+                 "ray.dashboard.modules.job.sdk", "ray._private.runtime_env.working_dir"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for key, value in auth_env().items():
+        os.environ.setdefault(key, value)
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # ConnectionError, auth errors, version mismatch
+        raise ConfigError(f"cannot use the Jobs API at {address}: {exc}") from exc
+
+
+def runtime_env(working_dir: str | Path | None) -> dict:
+    """runtime_env of a submitted command: working dir and auth/offline environment."""
+    env = {IN_JOB_ENV: "1", **auth_env()}
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NILEARN_DATA", "HF_HOME"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    runtime = {"env_vars": env}
+    if working_dir is not None:
+        runtime["working_dir"] = str(working_dir)
+    return runtime
+
+
+def submit(address: str, argv: list[str], working_dir: str | Path | None = ".") -> tuple[str, bool]:
+    """Submit ``niclip-ray ARGV`` as a job, or find the identical job submitted earlier.
+
+    Returns
+    -------
+    (submission_id, attached)
+        ``attached`` is True when an identical job already existed (running or succeeded)
+        and was reused rather than submitted again. A failed or stopped earlier job is
+        retried under ``<id>-rN``.
+    """
+    jobs = client(address)
+    base = submission_id(argv)
+    sid, attempt = base, 1
+    while True:
+        status = _status_or_none(jobs, sid)
+        if status is None:
+            break
+        if status not in ("FAILED", "STOPPED"):
+            return sid, True
+        attempt += 1
+        sid = f"{base}-r{attempt}"
+    entrypoint = shlex.join(["niclip-ray", *argv])
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            jobs.submit_job(
+                entrypoint=entrypoint,
+                submission_id=sid,
+                runtime_env=runtime_env(working_dir),
+                metadata={"tool": "niclip-ray", "version": __version__, "command": " ".join(argv[:3])[:200]},
+                entrypoint_num_cpus=0,
+            )
+            return sid, False
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise ConfigError(f"the cluster at {address} refused job {sid}: {exc}") from exc
+            time.sleep(2)
+
+
+def _status_or_none(jobs, sid: str) -> str | None:
+    try:
+        return str(jobs.get_job_status(sid).value)
+    except RuntimeError:  # "Job ... does not exist"
+        return None
+
+
+def follow(address: str, sid: str, write: Callable[[str], None], poll_s: float = 1.0) -> str:
+    """Stream a job's logs until it ends; return its final status.
+
+    Ctrl-C (KeyboardInterrupt) propagates to the caller, which detaches: the job goes on.
+    """
+    jobs = client(address)
+
+    async def tail() -> None:
+        async for lines in jobs.tail_job_logs(sid):
+            write(lines)
+
+    try:
+        asyncio.run(tail())
+    except Exception:  # the log stream can drop (head restart); fall back to polling
+        pass
+    status = _status_or_none(jobs, sid)
+    while status not in TERMINAL:
+        time.sleep(poll_s)
+        status = _status_or_none(jobs, sid)
+    return str(status)
+
+
+def log_tail(address: str, sid: str, n_lines: int = 30) -> str:
+    """The last ``n_lines`` of a job's log."""
+    return "\n".join(client(address).get_job_logs(sid).rstrip().splitlines()[-n_lines:])

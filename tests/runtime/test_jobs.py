@@ -1,0 +1,179 @@
+"""Cluster mode: job ids, argv rewriting, config validation, and real jobs on a local head."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from niclip_ray.cli.context import GlobalOptions
+from niclip_ray.cli.main import run
+from niclip_ray.cli.runconfig import load_run_config
+from niclip_ray.cli.submit import wants_submission
+from niclip_ray.errors import ConfigError
+from niclip_ray.runtime import jobs
+from niclip_ray.runtime.cluster import free_port, load_cluster_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_job_argv_drops_only_the_submission_options():
+    argv = ["--address", "http://h:8265", "--num-cpus", "2", "--cluster=c.yaml", "embed", "images", "--out", "o"]
+    assert jobs.job_argv(argv) == ["--num-cpus", "2", "embed", "images", "--out", "o"]
+    assert jobs.job_argv(["--working-dir", "/x", "decode", "m.nii.gz"]) == ["decode", "m.nii.gz"]
+
+
+def test_submission_id_is_stable_and_input_sensitive():
+    a = jobs.submission_id(["embed", "images", "--corpus", "c1"])
+    assert a == jobs.submission_id(["embed", "images", "--corpus", "c1"])
+    assert a != jobs.submission_id(["embed", "images", "--corpus", "c2"])
+    assert a.startswith("niclip-embed-images-") and len(a.rsplit("-", 1)[1]) == 12
+
+
+def test_wants_submission(monkeypatch):
+    monkeypatch.delenv(jobs.IN_JOB_ENV, raising=False)
+    http = GlobalOptions(address="http://head:8265")
+    assert wants_submission(http, "embed", ["embed", "images"])
+    assert wants_submission(GlobalOptions(cluster=Path("c.yaml")), "decode", ["decode"])
+    assert not wants_submission(GlobalOptions(address="auto"), "embed", ["embed"])
+    assert not wants_submission(http, "jobs", ["jobs", "list"])
+    assert not wants_submission(http, "info", ["info"])
+    assert not wants_submission(http, "embed", ["embed", "images", "--help"])
+    monkeypatch.setenv(jobs.IN_JOB_ENV, "1")
+    assert not wants_submission(http, "embed", ["embed", "images"])
+
+
+def test_shipped_cluster_configs_validate(capsys):
+    for name in ("cluster.yaml", "cluster-onprem.yaml"):
+        load_cluster_config(REPO / "cluster" / name)
+        assert run(["cluster", "validate", str(REPO / "cluster" / name)]) == 0
+    out = capsys.readouterr().out
+    assert "aws provider" in out and "local provider" in out
+
+
+def test_kuberay_manifests_are_well_formed():
+    cluster = yaml.safe_load((REPO / "cluster" / "kuberay" / "raycluster.yaml").read_text())
+    job = yaml.safe_load((REPO / "cluster" / "kuberay" / "rayjob.yaml").read_text())
+    assert cluster["kind"] == "RayCluster" and job["kind"] == "RayJob"
+    assert cluster["spec"]["authOptions"]["mode"] == "token"
+    groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+    gpu_limits = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert gpu_limits["nvidia.com/gpu"] == "1"
+    assert job["spec"]["entrypoint"].startswith("niclip-ray")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(head_node_type="nope"), "invalid cluster config"),
+        (lambda c: c["available_node_types"]["cpu_worker"].pop("node_config"), "invalid cluster config"),
+        (lambda c: c.update(provider={"type": "nonsense-cloud"}), "invalid cluster config"),
+    ],
+)
+def test_invalid_cluster_config_is_a_clear_error(tmp_path, change, message):
+    config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
+    change(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=message):
+        load_cluster_config(path)
+
+
+def test_cluster_config_not_yaml_or_missing(tmp_path, capsys):
+    (tmp_path / "x.yaml").write_text("a: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_cluster_config(tmp_path / "x.yaml")
+    assert run(["cluster", "validate", str(tmp_path / "missing.yaml")]) == 1
+    assert "cluster config not found" in capsys.readouterr().err
+
+
+def test_unreachable_jobs_address_fails_fast(capsys, monkeypatch):
+    monkeypatch.delenv(jobs.IN_JOB_ENV, raising=False)
+    started = time.monotonic()
+    assert run(["--address", "http://127.0.0.1:1", "corpus", "info", "x"]) == 1
+    assert time.monotonic() - started < 30
+    assert "no Ray cluster answers at http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_run_config_gives_option_defaults(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"corpus": {"ingest": {"source": "nimare:neurosynth_laird", "out_dir": str(out)}},
+                                      "steps": [["corpus", "ingest"]]}))
+    assert run(["--config", str(config), "corpus", "ingest"]) == 0
+    assert (out / "studies.parquet").is_file()
+    config.write_text("steps: 3\n")
+    with pytest.raises(ConfigError, match="steps"):
+        load_run_config(config)
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A real local Ray head with the Jobs API, on free ports, torn down by process group."""
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    dashboard = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+           f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=1",
+           "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("local Ray head did not start")
+            time.sleep(1)
+    yield address
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", temp], check=False)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.timeout(400)
+def test_job_round_trip_on_a_local_head(ray_head, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(jobs.IN_JOB_ENV, raising=False)
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "corpus"
+    argv = ["--address", ray_head, "corpus", "ingest", "nimare:neurosynth_laird", "--out", str(out)]
+    assert run(argv) == 0
+    first = capsys.readouterr()
+    assert "submitted job niclip-corpus-ingest-" in first.out and "17 studies" in first.out
+    assert (out / "studies.parquet").is_file()
+
+    assert run(argv) == 0  # identical command: attaches, no second job
+    assert "attached to the identical job" in capsys.readouterr().out
+    client = jobs.client(ray_head)
+    assert len([j for j in client.list_jobs() if j.submission_id.startswith("niclip-corpus-ingest")]) == 1
+
+    bad = ["--address", ray_head, "corpus", "ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]
+    assert run(bad) == 1
+    failed = capsys.readouterr()
+    assert "corpus source not found" in failed.err and "ended FAILED" in failed.err
+    sid = jobs.submission_id(jobs.job_argv(bad))
+
+    assert run(["--address", ray_head, "jobs", "status", sid]) == 0
+    assert "FAILED" in capsys.readouterr().out
+    assert run(["--address", ray_head, "jobs", "logs", sid]) == 0
+    assert "corpus source not found" in capsys.readouterr().out
+    assert run(["--address", ray_head, "jobs", "list"]) == 0
+    assert sid in capsys.readouterr().out
+
+    assert run(bad) == 1  # a failed job is retried under a new id, not attached to
+    assert f"{sid}-r2" in capsys.readouterr().out
