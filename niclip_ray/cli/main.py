@@ -25,6 +25,7 @@ from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.runconfig import default_map, load_run_config
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
+from niclip_ray.cli.vocab import app as vocab_app
 from niclip_ray.errors import NiclipError
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(atlas_app, name="atlas")
 app.add_typer(embed_app, name="embed")
+app.add_typer(vocab_app, name="vocab")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(cluster_app, name="cluster")
 app.command()(info)

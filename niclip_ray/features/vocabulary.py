@@ -12,8 +12,6 @@ Plain numpy; the Ray and file handling live in :mod:`niclip_ray.pipelines.text` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
 import pandas as pd
 
@@ -91,23 +89,22 @@ def vocabulary_prior(
 
 def build_vocabulary(
     tasks: pd.DataFrame,
-    embed: Callable[[Sequence[str]], np.ndarray],
+    name_embeddings: np.ndarray,
+    definition_embeddings: np.ndarray,
     doc_embeddings: np.ndarray,
     *,
     alpha: float = 0.5,
     prior_scale: float = 10.0,
     prior_from: str = "combined",
 ) -> pd.DataFrame:
-    """Embed a task table and compute its prior: a frame in the ``vocabulary.parquet`` contract.
+    """Combine a task table's embeddings and compute its prior, as a ``vocabulary.parquet`` frame.
 
     Parameters
     ----------
     tasks : DataFrame
-        ``task_id, name, definition`` in vocabulary order.
-    embed : callable
-        Maps a list of texts to ``(n, D)`` raw embeddings (e.g. a wrapped
-        :class:`~niclip_ray.features.text.TextEmbedder`); names and definitions are
-        embedded in two calls.
+        ``task_id, name, definition`` in vocabulary order (V rows).
+    name_embeddings, definition_embeddings : (V, D) arrays
+        Raw embeddings of the task names and of the task definitions, embedded separately.
     doc_embeddings : (N, D) array
         Raw embeddings of the training documents, same model.
     alpha, prior_scale
@@ -117,17 +114,20 @@ def build_vocabulary(
     """
     from niclip_ray.decoding.vocabulary import make_vocabulary
 
-    kinds = ("combined", "names", "definitions")
-    if prior_from not in kinds:
-        raise InputError(f"--prior-from must be one of {', '.join(kinds)}, got {prior_from!r}")
+    kinds = {"names": name_embeddings, "definitions": definition_embeddings}
+    if prior_from not in ("combined", *kinds):
+        raise InputError(f"--prior-from must be one of combined, names, definitions; got {prior_from!r}")
     missing = [c for c in ("task_id", "name", "definition") if c not in tasks.columns]
     if missing:
         raise InputError(f"the task table lacks columns {missing}")
-    names = tasks["name"].astype(str).tolist()
-    definitions = tasks["definition"].astype(str).tolist()
-    embeddings = {"names": np.asarray(embed(names)), "definitions": np.asarray(embed(definitions))}
-    embeddings["combined"] = combine_embeddings(embeddings["names"], embeddings["definitions"], alpha)
-    prior = vocabulary_prior(embeddings[prior_from], doc_embeddings, scale=prior_scale)
+    kinds["combined"] = combine_embeddings(name_embeddings, definition_embeddings, alpha)
+    if len(kinds["combined"]) != len(tasks):
+        raise InputError(f"{len(kinds['combined'])} task embeddings for {len(tasks)} tasks")
+    prior = vocabulary_prior(kinds[prior_from], doc_embeddings, scale=prior_scale)
     return make_vocabulary(
-        names, embeddings, prior, term_ids=tasks["task_id"].astype(str).tolist(), definitions=definitions
+        tasks["name"].astype(str).tolist(),
+        kinds,
+        prior,
+        term_ids=tasks["task_id"].astype(str).tolist(),
+        definitions=tasks["definition"].astype(str).tolist(),
     )

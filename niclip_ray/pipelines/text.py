@@ -14,13 +14,15 @@ Each actor loads the model once. On a cluster with GPUs there is one actor per G
 texts travel inside the shard manifest, so actors never re-read the corpus.
 
 Also here: :func:`embed_texts` (a short list of texts, e.g. a vocabulary, embedded in one
-Ray task on a GPU when there is one) and :func:`read_text_features` (the stage's output
-as a matrix, for the vocabulary prior).
+Ray task on a GPU when there is one), :func:`read_text_features` (the stage's output as a
+matrix) and :func:`build_vocabulary_table` (task embeddings plus the prior over the
+training documents, ``vocabulary.parquet``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,13 +36,14 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import InputError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
-from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
+from niclip_ray.pipelines.shards import MANIFEST_NAME, ProcessFn, StageSummary, run_stage
 from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
 SECTIONS = ("abstract", "body")
 DEFAULT_SHARD_SIZE = 128
 DEFAULT_BATCH_SIZE = 8
+VOCAB_METADATA_KEY = b"niclip.vocabulary"
 
 
 def text_items(corpus_dir: str | Path, section: str) -> list[dict]:
@@ -300,3 +303,122 @@ def read_text_features(directory: str | Path, train_ids: Sequence[str] | None = 
         table["section"][0].as_py(),
         int(failed.sum()),
     )
+
+
+def stage_max_length(directory: str | Path) -> int | None:
+    """The window size a text stage directory was computed with (from its manifest)."""
+    manifest = Path(directory) / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    value = json.loads(manifest.read_text()).get("params", {}).get("max_length")
+    return int(value) if value else None
+
+
+@dataclass
+class VocabularyBuild:
+    """A built vocabulary and how it was made (also stored in the Parquet metadata)."""
+
+    vocabulary: object  # pandas DataFrame in the vocabulary.parquet contract
+    provenance: dict
+
+
+def build_vocabulary_table(
+    tasks,
+    text_features: str | Path,
+    *,
+    model: str,
+    base_model: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dtype: str = "auto",
+    alpha: float = 0.5,
+    prior_scale: float = 10.0,
+    prior_from: str = "combined",
+    train_ids: Sequence[str] | None = None,
+    timeout_s: float | None = None,
+) -> VocabularyBuild:
+    """Embed task names and definitions on Ray and compute the prior over the training documents.
+
+    Parameters
+    ----------
+    tasks : DataFrame
+        ``task_id, name, definition`` in vocabulary order.
+    text_features : path
+        A text stage directory computed with the same model.
+    model, base_model, max_length, batch_size, dtype
+        As for :func:`run`; ``max_length`` defaults to the text stage's.
+    alpha, prior_scale, prior_from
+        See :func:`niclip_ray.features.vocabulary.build_vocabulary`.
+    train_ids : sequence of str, optional
+        Study ids of the training documents (default: every embedded document).
+
+    Raises
+    ------
+    InputError
+        The documents were embedded with another model, or a task text cannot be embedded.
+    """
+    from niclip_ray.features.vocabulary import build_vocabulary
+
+    features = read_text_features(text_features, train_ids)
+    spec = resolve_model(model, base_model=base_model)
+    if spec.model_id != features.model_id:
+        raise InputError(
+            f"--text-features {text_features} were embedded with {features.model_id!r}, not {spec.model_id!r}; "
+            "the prior compares task and document embeddings of the same model"
+        )
+    names = tasks["name"].astype(str).tolist()
+    definitions = tasks["definition"].astype(str).tolist()
+    result, _ = embed_texts(
+        names + definitions,
+        model=model,
+        base_model=base_model,
+        max_length=max_length or stage_max_length(text_features),
+        batch_size=batch_size,
+        dtype=dtype,
+        timeout_s=timeout_s,
+    )
+    failed = [f"{(names + definitions)[i]!r}: {e}" for i, e in enumerate(result.errors) if e]
+    if failed:
+        raise InputError(f"{len(failed)} task names/definitions could not be embedded, e.g. {'; '.join(failed[:3])}")
+    if result.vectors.shape[1] != features.embeddings.shape[1]:
+        raise InputError(f"task embeddings are {result.vectors.shape[1]}-d, documents {features.embeddings.shape[1]}-d")
+    n = len(names)
+    vocabulary = build_vocabulary(
+        tasks,
+        result.vectors[:n],
+        result.vectors[n:],
+        features.embeddings,
+        alpha=alpha,
+        prior_scale=prior_scale,
+        prior_from=prior_from,
+    )
+    provenance = {
+        "model_id": spec.model_id,
+        "section": features.section,
+        "alpha": alpha,
+        "prior_scale": prior_scale,
+        "prior_from": prior_from,
+        "n_documents": len(features.study_ids),
+        "n_failed_documents_excluded": features.n_failed,
+        "train_ids": "given" if train_ids is not None else "all embedded documents",
+    }
+    return VocabularyBuild(vocabulary, provenance)
+
+
+def write_vocabulary_file(build: VocabularyBuild, path: str | Path) -> Path:
+    """Write ``vocabulary.parquet`` atomically, with the provenance in the schema metadata."""
+    from niclip_ray.decoding.vocabulary import vocabulary_to_table
+    from niclip_ray.tables import write_parquet_atomic
+
+    table = vocabulary_to_table(build.vocabulary)
+    metadata = dict(table.schema.metadata or {})
+    metadata[VOCAB_METADATA_KEY] = json.dumps(build.provenance).encode()
+    return write_parquet_atomic(table.replace_schema_metadata(metadata), path)
+
+
+def read_vocabulary_provenance(path: str | Path) -> dict:
+    """The provenance written by :func:`write_vocabulary_file` (empty if absent)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(VOCAB_METADATA_KEY)
+    return json.loads(raw) if raw else {}

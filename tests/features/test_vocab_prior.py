@@ -58,7 +58,7 @@ def test_combination_is_the_weighted_sum_of_raw_vectors():
         combine_embeddings(names, defs[:1])
 
 
-def test_build_vocabulary_embeds_names_and_definitions_separately():
+def test_build_vocabulary_combines_and_scores_raw_embeddings():
     tasks = pd.DataFrame(
         {
             "task_id": ["trm_1", "trm_2", "trm_3"],
@@ -66,25 +66,19 @@ def test_build_vocabulary_embeds_names_and_definitions_separately():
             "definition": ["hold items in memory", "respond to the centre arrow", "name the ink colour"],
         }
     )
-    table = {text: np.array([len(text), text.count("t"), text.count(" ")], dtype=float) for text in
-             [*tasks["name"], *tasks["definition"]]}  # fmt: skip
-    calls = []
-
-    def embed(texts):
-        calls.append(list(texts))
-        return np.stack([table[t] for t in texts])
-
-    docs = np.array([[20.0, 1.0, 3.0], [11.0, 2.0, 1.0]])
-    vocab = build_vocabulary(tasks, embed, docs, alpha=0.3, prior_scale=7.0)
-    assert calls == [tasks["name"].tolist(), tasks["definition"].tolist()]
-    names = np.stack(vocab["emb_name"])
-    defs = np.stack(vocab["emb_definition"])
-    combined = np.stack(vocab["emb_combined"])
-    np.testing.assert_allclose(combined, 0.3 * names + 0.7 * defs, rtol=1e-6)
-    np.testing.assert_allclose(vocab["prior"], softmax_average_by_hand(0.3 * names + 0.7 * defs, docs, 7.0), rtol=1e-6)
+    rng = np.random.default_rng(1)
+    names, defs, docs = rng.normal(size=(3, 5)), rng.normal(size=(3, 5)) * 4, rng.normal(size=(9, 5))
+    vocab = build_vocabulary(tasks, names, defs, docs, alpha=0.3, prior_scale=7.0)
+    np.testing.assert_allclose(np.stack(vocab["emb_name"]), names, rtol=1e-6)
+    np.testing.assert_allclose(np.stack(vocab["emb_definition"]), defs, rtol=1e-6)
+    np.testing.assert_allclose(np.stack(vocab["emb_combined"]), 0.3 * names + 0.7 * defs, rtol=1e-5)
+    hand = softmax_average_by_hand(0.3 * names + 0.7 * defs, docs, 7.0)
+    np.testing.assert_allclose(vocab["prior"], hand, rtol=1e-5)
     assert vocab["term_id"].tolist() == ["trm_1", "trm_2", "trm_3"]
     assert vocab["definition"].tolist() == tasks["definition"].tolist()
-    by_names = build_vocabulary(tasks, embed, docs, prior_from="names")
+    by_names = build_vocabulary(tasks, names, defs, docs, prior_from="names")
     np.testing.assert_allclose(by_names["prior"], softmax_average_by_hand(names, docs, 10.0), rtol=1e-6)
     with pytest.raises(InputError, match="--prior-from"):
-        build_vocabulary(tasks, embed, docs, prior_from="titles")
+        build_vocabulary(tasks, names, defs, docs, prior_from="titles")
+    with pytest.raises(InputError, match="2 task embeddings for 3 tasks"):
+        build_vocabulary(tasks, names[:2], defs[:2], docs)
