@@ -118,7 +118,9 @@ class Baseline(ABC):
         self.counts_, self.tfidf_ = annotate(split.texts(self.section), vocabulary)
         unmentioned = [t for t in vocabulary if not self.counts_[t].any()]
         if len(unmentioned) == len(vocabulary):
-            raise InputError(f"no vocabulary term occurs in the {self.section} text of the {len(split.studies)} training studies")
+            raise InputError(
+                f"no vocabulary term occurs in the {self.section} text of the {len(split.studies)} training studies"
+            )
         if unmentioned:
             LOG.warning("%s: %d term(s) never occur in the training texts and rank last: %s", self.name,
                         len(unmentioned), ", ".join(unmentioned[:10]))

@@ -72,7 +72,8 @@ def load_split(corpus: str | Path | Corpus, train_ids: Sequence[str]) -> Trainin
     without_peaks = sorted(set(ids) - set(coords["study_id"]))
     if without_peaks:
         raise InputError(f"{len(without_peaks)} training study(ies) have no peaks, e.g. {without_peaks[:3]}")
-    return TrainingSplit(studies=studies.loc[ids], coordinates=coords[["study_id", "x", "y", "z"]].reset_index(drop=True))
+    peaks = coords[["study_id", "x", "y", "z"]].reset_index(drop=True)
+    return TrainingSplit(studies=studies.loc[ids], coordinates=peaks)
 
 
 def nimare_ids(study_ids: Sequence[str]) -> list[str]:

@@ -63,9 +63,8 @@ def summary_table(summary: pd.DataFrame, title: str) -> Table:
     for row in summary.itertuples():
         table.add_row(
             str(row.backend), str(row.level), str(row.k), str(row.n_images), _fmt(row.mean_recall_at_k),
-            _fmt(row.mean_hit_at_k), _fmt(row.median_best_rank), _fmt(row.mrr),
-            _fmt(getattr(row, "null_mean_hit_at_k", float("nan"))), _fmt(getattr(row, "p_value_hit_at_k", float("nan"))),
-            "above" if getattr(row, "above_chance", False) is True else "-",
+            _fmt(row.mean_hit_at_k), _fmt(row.median_best_rank), _fmt(row.mrr), _fmt(row.null_mean_hit_at_k),
+            _fmt(row.p_value_hit_at_k), "above" if row.above_chance is True else "-",
         )
     return table
 

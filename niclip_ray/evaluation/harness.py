@@ -23,6 +23,13 @@ from niclip_ray.evaluation.metrics import aggregate, map_scores, pair_scores, ra
 DEFAULT_K = {"task": 4, "concept": 4, "domain": 2}
 #: Descriptive columns of the reference's ``eval-{ds}_results.csv``, filled from ``meta``.
 META_COLUMNS = ("source", "category", "sub_category", "section", "model_id", "model_name", "vocabulary_label")
+#: Statistics of a summary row (NaN when no map of the level could be scored).
+STAT_COLUMNS = [
+    "mean_recall_at_k", "mean_hit_at_k", "median_best_rank", "mrr",
+    *[f"{stat}_{name}" for name in ("recall_at_k", "hit_at_k", "mrr")
+      for stat in ("null_mean", "null_std", "p_value", "normalized")],
+    "above_chance",
+]
 #: A level's observed score is above chance when it beats the null mean with p at most this.
 ALPHA = 0.05
 
@@ -102,7 +109,8 @@ def _score_level(
 
     details = pd.concat([pd.DataFrame({"level": level, "k": k, "prediction_label": map_ids}), scores], axis=1)
     truth_lists = level_truth.groupby("map_id")["term"].apply(list)
-    top = valid.assign(effective=ranks[pd.Index(map_ids).get_indexer(valid["map_id"]), pd.Index(terms).get_indexer(valid["term"])])
+    rows = pd.Index(map_ids).get_indexer(valid["map_id"])
+    top = valid.assign(effective=ranks[rows, pd.Index(terms).get_indexer(valid["term"])])
     top_lists = top[top["effective"] <= k].groupby("map_id")["term"].apply(list)
     details["true_labels_json"] = [json.dumps(truth_lists.get(m, [])) for m in map_ids]
     details["top_predictions_json"] = [json.dumps(top_lists.get(m, [])) for m in map_ids]
@@ -200,8 +208,10 @@ def evaluate(
             rows.append({**ids, **row, "n_permutations": n_permutations, "seed": seed})
             details.append(level_details.assign(**ids))
             per_term.append(level_terms.assign(**ids))
-    summary = pd.DataFrame(rows)
     front = [*context, "backend"]
+    summary = pd.DataFrame(rows).reindex(
+        columns=[*front, "level", "k", "n_images", "n_missing", *STAT_COLUMNS, "n_permutations", "seed"]
+    )
     return EvaluationResult(
         summary=summary,
         details=_front(pd.concat(details, ignore_index=True), front),

@@ -109,7 +109,9 @@ def load_predictions(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     duplicated = ok & frame.duplicated(keys, keep=False)
     if duplicated.any():
         row = frame.loc[duplicated].iloc[0]
-        raise InputError(f"{name}: term {row['term']!r} is listed twice for map {row['map_id']} at level {row['level']}")
+        raise InputError(
+            f"{name}: term {row['term']!r} is listed twice for map {row['map_id']} at level {row['level']}"
+        )
     return frame.sort_values(["map_id", "level", "rank"], kind="stable").reset_index(drop=True)
 
 

@@ -114,3 +114,12 @@ def test_bad_k_and_missing_files(tmp_path):
         load_truth(tmp_path / "nope.csv")
     with pytest.raises(InputError, match="no predictions"):
         load_predictions(tmp_path)
+
+
+def test_a_level_without_scored_maps_keeps_the_full_row():
+    predictions = pd.DataFrame({"map_id": ["a"], "level": ["task"], "rank": [1], "term": ["x"]})
+    truth = pd.DataFrame({"map_id": ["a"], "task": ["x"], "concept": ["c"]})
+    summary = evaluate(predictions, truth, n_permutations=5).summary.set_index("level")
+    assert (summary.loc["concept", "n_images"], summary.loc["concept", "n_missing"]) == (0, 1)
+    assert summary.loc["concept", ["mean_hit_at_k", "p_value_hit_at_k"]].isna().all()
+    assert summary.loc["task", "mean_hit_at_k"] == 1.0
