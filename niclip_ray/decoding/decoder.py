@@ -35,13 +35,11 @@ COLUMNS = ["map_id", "level", "rank", "term_id", "term", "prob", "similarity", "
 _STANDIN_SEED = re.compile(r"standin-seed(\d+)$")
 
 
-def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
-    """Build the atlas projector a bundle was trained with.
+def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
+    """Find the atlas a bundle was trained with (cheap: no projector is built).
 
     The atlas has ``config['atlas_dim']`` components (default: the image head width) and
     comes from ``atlas_dir`` (a nilearn data directory) or nilearn's default locations.
-    Maps are resampled to the bundle's own mask when it carries one, else to NiMARE's
-    2 mm MNI152 brain-mask grid.
 
     Raises
     ------
@@ -51,8 +49,6 @@ def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, a
         ``allow_atlas_mismatch``.
     """
     from niclip_ray.atlas.difumo import load_atlas
-    from niclip_ray.atlas.mask import MaskGrid
-    from niclip_ray.atlas.projection import Projector
 
     config = bundle.config
     expected = config.get("atlas_id")
@@ -72,6 +68,19 @@ def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, a
         if not allow_atlas_mismatch:
             raise ConfigError(f"{message}; point --atlas-dir at the right atlas (or allow the mismatch)")
         log.warning("%s; decoding anyway", message)
+    return atlas
+
+
+def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
+    """Build the projector of :func:`resolve_atlas`'s atlas on the bundle's grid.
+
+    Maps are resampled to the bundle's own mask when it carries one, else to NiMARE's
+    2 mm MNI152 brain-mask grid.
+    """
+    from niclip_ray.atlas.mask import MaskGrid
+    from niclip_ray.atlas.projection import Projector
+
+    atlas = resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
     grid = MaskGrid.from_img(nib.load(str(bundle.mask_path))) if bundle.mask_path is not None else None
     return Projector(atlas, grid=grid)
 
@@ -238,23 +247,3 @@ def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndar
     for name in ("similarity", "likelihood", "prior", "bayes_factor"):
         frame[name] = extra[name][rows, cols] if name in extra else np.full(n * k, np.nan)
     return pd.DataFrame(frame)
-
-
-def reference_tables(result: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One map's tidy result as the reference's CSV tables, keyed by level.
-
-    ``task``: ``pred, prob, similarity, likelihood, prior_prob, joint_prob, bayes_factor``;
-    ``concept`` and ``domain`` (the reference's "process"): ``pred, prob``.
-    """
-    tables = {}
-    for level, rows in result.sort_values(["level", "rank"]).groupby("level", sort=False):
-        if level == "task":
-            tables[level] = pd.DataFrame(
-                {"pred": rows["term"].to_numpy(), "prob": rows["prob"].to_numpy(),
-                 "similarity": rows["similarity"].to_numpy(), "likelihood": rows["likelihood"].to_numpy(),
-                 "prior_prob": rows["prior"].to_numpy(), "joint_prob": (rows["likelihood"] * rows["prior"]).to_numpy(),
-                 "bayes_factor": rows["bayes_factor"].to_numpy()}
-            )
-        else:
-            tables[level] = pd.DataFrame({"pred": rows["term"].to_numpy(), "prob": rows["prob"].to_numpy()})
-    return tables

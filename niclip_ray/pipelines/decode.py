@@ -1,0 +1,167 @@
+"""Batch decoding on Ray: maps -> ``decode/part-NNNNN.parquet`` (DESIGN.md decode contract).
+
+Each actor loads the bundle, builds the CLIP features of the vocabulary and the atlas
+projector once (:class:`~niclip_ray.decoding.decoder.Decoder`), then decodes its shards:
+every map is projected on its own (a bad map becomes one error row) and the good ones
+are scored together, vectorised. Sharding, resume and atomic writes come from
+:func:`niclip_ray.pipelines.shards.run_stage`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from niclip_ray.decoding.bundle import load_bundle
+from niclip_ray.decoding.decoder import Decoder, resolve_atlas
+from niclip_ray.decoding.inputs import load_item
+from niclip_ray.errors import InputError
+from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
+
+STAGE = "decode"
+SCHEMA = pa.schema(
+    [
+        ("map_id", pa.string()),
+        ("source_path", pa.string()),
+        ("level", pa.string()),
+        ("rank", pa.int32()),
+        ("term_id", pa.string()),
+        ("term", pa.string()),
+        ("prob", pa.float64()),
+        ("similarity", pa.float64()),
+        ("likelihood", pa.float64()),
+        ("prior", pa.float64()),
+        ("bayes_factor", pa.float64()),
+        ("atlas_id", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Table:
+    """Decode one shard of manifest items with a ready decoder (pure; no Ray).
+
+    Returns
+    -------
+    pyarrow.Table
+        :data:`SCHEMA`; a map that fails gets one row with its ``error`` and nulls elsewhere.
+    """
+    betas, good, failed = [], [], []
+    for item in items:
+        try:
+            betas.append(decoder.project(load_item(item), name=f"{item['map_id']} ({item['source_path']})"))
+            good.append(item)
+        except InputError as exc:
+            failed.append((item, str(exc)))
+        except Exception as exc:  # an unexpected per-map failure must not take the shard down
+            failed.append((item, f"map {item['map_id']}: {type(exc).__name__}: {exc}"))
+    frame = decoder.decode_features(
+        np.stack(betas) if betas else np.zeros((0, 1), np.float32), [i["map_id"] for i in good], topk
+    )
+    source = {i["map_id"]: i["source_path"] for i in good}
+    frame["source_path"] = frame["map_id"].map(source)
+    frame["atlas_id"] = decoder.atlas_id if good else ""
+    frame["error"] = ""
+    errors = pd.DataFrame(
+        {
+            "map_id": [i["map_id"] for i, _ in failed],
+            "source_path": [i["source_path"] for i, _ in failed],
+            "error": [message for _, message in failed],
+        }
+    )
+    table = pd.concat([frame, errors], ignore_index=True) if len(errors) else frame
+    table["rank"] = table["rank"].astype("Int32")
+    columns = {}
+    for name in SCHEMA.names:
+        values = table[name].astype(object)
+        columns[name] = pa.array(values.where(table[name].notna(), None).tolist(), SCHEMA.field(name).type)
+    return pa.table(columns, schema=SCHEMA)
+
+
+def make_process(
+    bundle_path: str,
+    topk: int | None = 10,
+    logit_scale: float | None = None,
+    atlas_dir: str | None = None,
+    allow_atlas_mismatch: bool = False,
+    hierarchical: bool | None = None,
+) -> ProcessFn:
+    """Process factory run inside each actor: build the decoder (and its projector) once."""
+    decoder = Decoder(
+        bundle_path,
+        logit_scale=logit_scale,
+        atlas_dir=atlas_dir,
+        allow_atlas_mismatch=allow_atlas_mismatch,
+        hierarchical=hierarchical,
+    )
+    decoder.projector  # noqa: B018 - build the projector now, not inside the first shard
+    return functools.partial(decode_items, decoder, topk=topk)
+
+
+def _bundle_digest(path: Path) -> str:
+    return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()[:16]
+
+
+def run(
+    maps: list[dict],
+    bundle_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    topk: int | None = 10,
+    logit_scale: float | None = None,
+    atlas_dir: str | os.PathLike | None = None,
+    allow_atlas_mismatch: bool = False,
+    hierarchical: bool | None = None,
+    shard_size: int = 64,
+    num_actors: int | None = None,
+    cpus_per_actor: float = 1.0,
+) -> StageSummary:
+    """Decode ``maps`` (items of :func:`niclip_ray.decoding.inputs.collect_maps`) into ``out_dir``.
+
+    The bundle is checked (checksums, vocabulary, atlas) on the driver before any actor
+    starts. A rerun with the same inputs and parameters skips finished shards.
+
+    Returns
+    -------
+    StageSummary
+        Rows are prediction rows; each failed map counts as one failed row.
+    """
+    bundle_path = Path(bundle_path).resolve()
+    bundle = load_bundle(bundle_path)
+    bundle.require_vocabulary()
+    resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
+    params = {
+        "bundle": str(bundle_path),
+        "bundle_manifest": _bundle_digest(bundle_path),
+        "topk": topk,
+        "logit_scale": logit_scale,
+        "atlas_dir": str(atlas_dir) if atlas_dir else None,
+        "hierarchical": hierarchical,
+    }
+    factory = functools.partial(
+        make_process,
+        str(bundle_path),
+        topk=topk,
+        logit_scale=logit_scale,
+        atlas_dir=str(atlas_dir) if atlas_dir else None,
+        allow_atlas_mismatch=allow_atlas_mismatch,
+        hierarchical=hierarchical,
+    )
+    return run_stage(
+        STAGE,
+        maps,
+        key="map_id",
+        out_dir=out_dir,
+        factory=factory,
+        params=params,
+        shard_size=shard_size,
+        num_actors=num_actors,
+        cpus_per_actor=cpus_per_actor,
+    )
+

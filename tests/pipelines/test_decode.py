@@ -1,0 +1,95 @@
+"""Batch decoding: the pure shard function, then the Ray stage with bad maps and resume."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn.datasets import load_sample_motor_activation_image
+
+from niclip_ray.decoding.decoder import Decoder
+from niclip_ray.decoding.inputs import collect_maps
+from niclip_ray.decoding.toy import toy_bundle
+from niclip_ray.errors import InputError
+from niclip_ray.pipelines import decode
+from niclip_ray.tables import read_parts
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("decode")
+    bundle = toy_bundle(root / "bundle", root / "atlas")
+    img = nib.load(load_sample_motor_activation_image())
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    maps = root / "maps"
+    maps.mkdir()
+    nib.save(img, maps / "motor.nii.gz")
+    nib.save(nib.Nifti1Image(-data, img.affine), maps / "flipped.nii.gz")
+    nib.save(nib.Nifti1Image((data > 2).astype(np.int16), img.affine), maps / "integer.nii.gz")
+    nib.save(nib.Nifti1Image(np.stack([data, 2 * data], axis=-1), img.affine), maps / "pair.nii.gz")
+    (maps / "truncated.nii.gz").write_bytes(gzip.compress(gzip.decompress((maps / "motor.nii.gz").read_bytes()))[:4000])
+    nib.save(nib.Nifti1Image(np.full(img.shape, np.nan, np.float32), img.affine), maps / "nan.nii.gz")
+    nib.save(nib.Nifti1Image(data[:, :, 20], img.affine), maps / "flat.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), maps / "zero.nii.gz")
+    far = img.affine.copy()
+    far[:3, 3] += 5000
+    nib.save(nib.Nifti1Image(data, far), maps / "elsewhere.nii.gz")
+    (maps / "readme.nii").write_text("this is not a NIfTI file")
+    return bundle, root / "atlas", maps
+
+
+GOOD = {"maps/motor", "maps/flipped", "maps/integer", "maps/pair:0", "maps/pair:1"}
+BAD = {
+    "maps/truncated": "corrupt or truncated|not a readable",
+    "maps/nan": "NaN or infinite",
+    "maps/flat": "3-D",
+    "maps/zero": "no signal on the atlas",
+    "maps/elsewhere": "MNI",
+    "maps/readme": "not a readable NIfTI",
+}
+
+
+def test_decode_items_without_ray(setup):
+    bundle, atlas, maps = setup
+    decoder = Decoder(bundle, atlas_dir=atlas)
+    items = collect_maps([maps])
+    table = decode.decode_items(decoder, items, topk=3).to_pandas()
+    assert table.columns.tolist() == decode.SCHEMA.names
+    errors = table[table["error"] != ""].set_index("map_id")["error"]
+    assert set(errors.index) == set(BAD)
+    for map_id, pattern in BAD.items():
+        assert pd.Series([errors[map_id]]).str.contains(pattern).all(), (map_id, errors[map_id])
+        assert map_id in errors[map_id]
+    good = table[table["error"] == ""]
+    assert set(good["map_id"]) == GOOD
+    assert good.groupby(["map_id", "level"]).size().unstack().to_dict("list") == {
+        "concept": [3] * 5, "domain": [10] * 5, "task": [3] * 5}
+    single = decoder.transform(maps / "motor.nii.gz", map_id="maps/motor", topk=3)
+    got = good[good["map_id"] == "maps/motor"].reset_index(drop=True)
+    np.testing.assert_allclose(got["prob"], single["prob"], rtol=1e-6)  # float32 batch vs single matmul
+    assert (got["term"] == single["term"]).all()
+    assert (good["atlas_id"] == "difumo64-2mm-standin-seed0").all()
+    # volume 1 is twice volume 0: the projection scales, the normalised decoding does not change
+    p0 = good[good["map_id"] == "maps/pair:0"]["prob"].to_numpy()
+    p1 = good[good["map_id"] == "maps/pair:1"]["prob"].to_numpy()
+    np.testing.assert_allclose(p0, p1, rtol=1e-5)
+
+
+def test_stage_with_bad_maps_and_resume(setup, ray_local, tmp_path):
+    bundle, atlas, maps = setup
+    items = collect_maps([maps])
+    out = tmp_path / "decode"
+    summary = decode.run(items, bundle, out, topk=2, atlas_dir=atlas, shard_size=4, num_actors=2)
+    assert summary.n_shards == 3 and summary.n_skipped == 0 and not summary.failed_shards
+    assert summary.n_failed_rows == len(BAD)
+    assert summary.n_ok_rows == len(GOOD) * (2 + 2 + 10)
+    first = read_parts(out).to_pandas()
+    (out / "part-00001.parquet").unlink()
+    again = decode.run(items, bundle, out, topk=2, atlas_dir=atlas, shard_size=4, num_actors=1)
+    assert again.n_skipped == 2 and again.n_rows == summary.n_rows
+    second = read_parts(out).to_pandas()
+    pd.testing.assert_frame_equal(first, second)
+    assert not second.duplicated(["map_id", "level", "rank"]).any()
+    with pytest.raises(InputError, match="resume needs the same"):
+        decode.run(items, bundle, out, topk=5, atlas_dir=atlas, shard_size=4)
