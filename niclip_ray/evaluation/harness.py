@@ -159,7 +159,8 @@ def evaluate(
     ----------
     predictions : path or DataFrame
         Decode-contract predictions (see :func:`~niclip_ray.evaluation.inputs.load_predictions`).
-        With a ``backend`` column, each backend is scored separately.
+        With a ``backend`` column, each backend is scored separately, on the levels it
+        predicts (the baselines rank tasks only).
     truth : path or DataFrame
         True labels, long or wide layout (see :func:`~niclip_ray.evaluation.inputs.load_truth`).
     k : dict, optional
@@ -202,7 +203,10 @@ def evaluate(
     context = {"dataset": dataset, **{c: "" for c in META_COLUMNS}, **(meta or {})}
     rows, details, per_term = [], [], []
     for name, group in preds.groupby("backend", sort=True):
-        for level in levels:
+        predicted = set(group.loc[group["error"].isna(), "level"])
+        # a backend that predicts some levels only (the baselines: tasks) is scored on those;
+        # one whose every row failed keeps all levels, so its failures show as n_missing
+        for level in [lvl for lvl in levels if lvl in predicted or not predicted]:
             row, level_details, level_terms = _score_level(group, labels, level, cutoffs[level], n_permutations, seed)
             ids = {**context, "backend": name}
             rows.append({**ids, **row, "n_permutations": n_permutations, "seed": seed})

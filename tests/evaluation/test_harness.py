@@ -117,9 +117,21 @@ def test_bad_k_and_missing_files(tmp_path):
 
 
 def test_a_level_without_scored_maps_keeps_the_full_row():
-    predictions = pd.DataFrame({"map_id": ["a"], "level": ["task"], "rank": [1], "term": ["x"]})
+    # the backend predicts concepts, but not for map a
+    predictions = pd.DataFrame({"map_id": ["a", "b"], "level": ["task", "concept"], "rank": [1, 1], "term": ["x", "c"]})
     truth = pd.DataFrame({"map_id": ["a"], "task": ["x"], "concept": ["c"]})
     summary = evaluate(predictions, truth, n_permutations=5).summary.set_index("level")
     assert (summary.loc["concept", "n_images"], summary.loc["concept", "n_missing"]) == (0, 1)
     assert summary.loc["concept", ["mean_hit_at_k", "p_value_hit_at_k"]].isna().all()
     assert summary.loc["task", "mean_hit_at_k"] == 1.0
+
+
+def test_a_backend_is_scored_on_the_levels_it_predicts():
+    niclip = _decode_rows().assign(backend="niclip")
+    tasks_only = _decode_rows().query("level == 'task'").assign(backend="gclda")
+    failed = pd.DataFrame({"map_id": ["m1"], "level": [None], "rank": [None], "term": [None], "error": ["boom"],
+                           "backend": ["broken"]})
+    summary = evaluate(pd.concat([niclip, tasks_only, failed]), TRUTH_WIDE, n_permutations=5).summary
+    levels = summary.groupby("backend")["level"].apply(sorted).to_dict()
+    assert levels == {"broken": ["domain", "task"], "gclda": ["task"], "niclip": ["domain", "task"]}
+    assert summary.query("backend == 'broken'")["n_images"].tolist() == [0, 0]
