@@ -16,10 +16,12 @@ from niclip_ray.cli.console import err
 from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.baselines import app as baselines_app
 from niclip_ray.cli.corpus import app as corpus_app
+from niclip_ray.cli.decode import decode
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
 from niclip_ray.cli.info import info
 from niclip_ray.cli.jobs import app as jobs_app
+from niclip_ray.cli.model import app as model_app
 from niclip_ray.cli.cluster import app as cluster_app
 from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.runconfig import default_map, load_run_config
@@ -46,6 +48,8 @@ app.command()(pipeline)
 app.command()(evaluate)
 app.add_typer(baselines_app, name="baselines")
 app.command()(train)
+app.add_typer(model_app, name="model")
+app.command()(decode)
 
 
 def _version(value: bool) -> None:

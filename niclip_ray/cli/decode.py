@@ -1,0 +1,109 @@
+"""``niclip-ray decode``: brain maps -> Cognitive Atlas tasks, concepts and domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from niclip_ray.cli.console import err, out, report_stage, say
+from niclip_ray.cli.context import options
+
+#: At most this many maps get a console table.
+SHOW_MAPS = 3
+
+
+def decode(
+    ctx: typer.Context,
+    maps: Annotated[
+        list[Path] | None,
+        typer.Argument(help="NIfTI files, directories of maps, or NeuroVault collection_<id>/ directories."),
+    ] = None,
+    model: Annotated[Path, typer.Option("--model", help="Model bundle directory.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (decode/ Parquet parts, csv/).")] = ...,
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", help="NeuroVault collection id (repeatable).")
+    ] = None,
+    neurovault_dir: Annotated[
+        Path | None, typer.Option("--neurovault-dir", help="nilearn data dir holding neurovault/collection_<id>/.")
+    ] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch missing collections from NeuroVault.")] = False,
+    topk: Annotated[int, typer.Option("--topk", "--top-k", min=1, help="Tasks and concepts kept per map.")] = 10,
+    logit_scale: Annotated[
+        float | None, typer.Option("--logit-scale", help="Similarity scale (default: the bundle's).")
+    ] = None,
+    hierarchical: Annotated[
+        bool | None,
+        typer.Option("--hierarchical/--tasks-only", help="Concepts and domains too (default: if the bundle has an ontology)."),
+    ] = None,
+    atlas_dir: Annotated[Path | None, typer.Option("--atlas-dir", help="nilearn data dir holding difumo_atlases/.")] = None,
+    allow_atlas_mismatch: Annotated[
+        bool, typer.Option("--allow-atlas-mismatch", help="Decode even if the atlas found is not the bundle's.")
+    ] = False,
+    csv: Annotated[bool, typer.Option("--csv/--no-csv", help="Also write per-map CSVs in the reference's format.")] = True,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Maps per output part.")] = 64,
+    num_actors: Annotated[int | None, typer.Option("--num-actors", min=1, help="Decoder actors (default: per CPU).")] = None,
+) -> None:
+    """Decode brain maps with a model bundle.
+
+    Writes OUT/decode/part-NNNNN.parquet (map_id, source_path, level, rank, term, prob,
+    similarity, likelihood, prior, bayes_factor, error), OUT/csv/{map}_{level}_predictions.csv,
+    and prints the top predictions when a few maps are given. A rerun resumes.
+
+    Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
+    """
+    from niclip_ray.decoding.export import write_csvs
+    from niclip_ray.decoding.inputs import collect_maps
+    from niclip_ray.errors import InputError
+    from niclip_ray.pipelines import decode as stage
+    from niclip_ray.runtime import ray_session
+    from niclip_ray.tables import read_parts
+
+    opts = options(ctx)
+    items = collect_maps(maps or [], collection or [], neurovault_dir, download)
+    with ray_session(opts.ray_options()):
+        summary = stage.run(
+            items,
+            model,
+            out_dir / "decode",
+            topk=topk,
+            logit_scale=logit_scale,
+            atlas_dir=atlas_dir,
+            allow_atlas_mismatch=allow_atlas_mismatch,
+            hierarchical=hierarchical,
+            shard_size=shard_size,
+            num_actors=num_actors,
+        )
+    report_stage(summary, quiet=opts.quiet)
+    results = read_parts(out_dir / "decode").to_pandas()
+    failed = results[results["error"] != ""]
+    for row in failed.head(10).itertuples():
+        err.print(f"warning: {row.error}", markup=False)
+    if len(failed) > 10:
+        err.print(f"warning: ... {len(failed) - 10} more failed maps (see the error column)", markup=False)
+    decoded = results[results["error"] == ""]
+    if decoded.empty:
+        raise InputError(f"none of the {len(items)} maps could be decoded")
+    atlas_ids = sorted(set(decoded["atlas_id"]))
+    if any("standin" in a for a in atlas_ids):
+        err.print(f"note: maps were projected on a stand-in atlas ({', '.join(atlas_ids)}), not DiFuMo", markup=False)
+    if csv:
+        written = write_csvs(results, out_dir / "csv")
+        say(f"{len(written)} CSV files -> {out_dir / 'csv'}", quiet=opts.quiet)
+    map_ids = sorted(set(decoded["map_id"]))
+    if len(map_ids) <= SHOW_MAPS:
+        for map_id in map_ids:
+            _print_map(map_id, decoded[decoded["map_id"] == map_id])
+
+
+def _print_map(map_id: str, rows, n: int = 5) -> None:
+    table = Table(title=f"{map_id}: top predictions")
+    for column in ("level", "rank", "term", "prob", "bayes_factor"):
+        table.add_column(column, justify="right" if column in ("rank", "prob", "bayes_factor") else "left")
+    for level in ("task", "concept", "domain"):
+        for row in rows[(rows["level"] == level) & (rows["rank"] <= n)].sort_values("rank").itertuples():
+            bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
+            table.add_row(level, str(row.rank), str(row.term), f"{row.prob:.3f}", bf)
+    out.print(table)

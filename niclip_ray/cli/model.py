@@ -1,0 +1,112 @@
+"""``niclip-ray model``: import the paper's artifacts into a bundle, inspect it, attach a vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from niclip_ray.cli.console import out, say
+from niclip_ray.cli.context import options
+
+app = typer.Typer(help="Model bundles: import the paper's files, inspect, attach a vocabulary.", no_args_is_help=True)
+
+
+@app.command("import-reference")
+def import_reference(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", help="The paper's CLIP weights (.pth, loaded weights-only).")],
+    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="Vocabulary .txt, one task name per line.")],
+    vocabulary_emb: Annotated[Path, typer.Option("--vocabulary-emb", help="Vocabulary embeddings .npy (V, D).")],
+    vocabulary_prior: Annotated[Path, typer.Option("--vocabulary-prior", help="Prior .npy (V,) or name,prior .csv.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to write.")],
+    cognitiveatlas: Annotated[
+        str | None,
+        typer.Option("--cognitiveatlas", help="Cognitive Atlas directory (reference snapshots) or 'builtin'."),
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Use the full Cognitive Atlas instead of the reduced set.")] = False,
+    dim: Annotated[int | None, typer.Option("--dim", help="DiFuMo dimension (default: the image head width).")] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask NIfTI (the resampling grid).")] = None,
+    logit_scale: Annotated[
+        float, typer.Option("--logit-scale", help="Decoding scale stored in the bundle (the paper's jobs use 20).")
+    ] = 20.0,
+    embedding_kind: Annotated[
+        str | None, typer.Option("--embedding-kind", help="names, definitions or combined (default: from file name).")
+    ] = None,
+) -> None:
+    """Turn the paper's loose files into a checksummed bundle.
+
+    Example: niclip-ray model import-reference --model brainclip.pth --vocabulary vocab.txt
+    --vocabulary-emb vocab-combined.npy --vocabulary-prior prior.npy --cognitiveatlas cognitive_atlas --out bundle
+    """
+    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.decoding.reference import bundle_from_reference
+
+    bundle = bundle_from_reference(
+        model,
+        vocabulary,
+        vocabulary_emb,
+        vocabulary_prior,
+        cognitiveatlas=cognitiveatlas,
+        reduced=not full,
+        dim=dim,
+        mask=mask,
+        logit_scale=logit_scale,
+        embedding_kind=embedding_kind,
+    )
+    path = save_bundle(out_dir, bundle.state_dict, bundle.config, bundle.vocabulary, bundle.ontology, mask_file=mask)
+    say(
+        f"bundle {path}: {len(bundle.vocabulary)} terms, {bundle.config['text_dim']}-d text, "
+        f"atlas {bundle.config['atlas_id']}, ontology {'yes' if bundle.ontology is not None else 'no'}",
+        quiet=options(ctx).quiet,
+    )
+
+
+@app.command("attach-vocabulary")
+def attach_vocabulary(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    vocabulary: Annotated[Path, typer.Option("--vocabulary", help="vocabulary.parquet (from 'vocab build').")],
+    ontology: Annotated[
+        str | None, typer.Option("--ontology", help="Ontology directory or 'builtin' (task order = vocabulary order).")
+    ] = None,
+) -> None:
+    """Add or replace a bundle's vocabulary (and ontology snapshot); checksums are rewritten."""
+    from niclip_ray.decoding.bundle import attach_vocabulary as attach
+    from niclip_ray.decoding.vocabulary import read_vocabulary
+    from niclip_ray.ontology import load_ontology
+
+    updated = attach(bundle, read_vocabulary(vocabulary), load_ontology(ontology) if ontology else None)
+    say(f"bundle {updated.path}: vocabulary of {len(updated.vocabulary)} terms attached", quiet=options(ctx).quiet)
+
+
+@app.command()
+def info(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
+    """Verify a bundle's checksums and describe it."""
+    from niclip_ray.decoding.bundle import load_bundle
+    from niclip_ray.decoding.vocabulary import available_embeddings
+
+    loaded = load_bundle(bundle)
+    config = loaded.config
+    table = Table(title=f"Bundle {bundle}", show_header=False)
+    table.add_row("checksums", f"{len(loaded.checksums)} files verified")
+    table.add_row("text -> embedding", f"{config['text_dim']} -> {config['embed_dim']}")
+    table.add_row("blocks (image / text)", f"{config['n_image_blocks']} / {config['n_text_blocks']}")
+    learned = float(loaded.state_dict["logit_scale"].reshape(-1)[0])
+    table.add_row("logit scale (decoding / learned)", f"{loaded.logit_scale:g} / {learned:g}")
+    for key in ("text_model_id", "atlas_id", "atlas_dim", "mask", "dropout", "vocabulary_embedding"):
+        if config.get(key) is not None:
+            table.add_row(key.replace("_", " "), str(config[key]))
+    if loaded.vocabulary is not None:
+        vocab = loaded.vocabulary
+        table.add_row("vocabulary", f"{len(vocab)} terms; embeddings: {', '.join(available_embeddings(vocab))}")
+        top = vocab.nlargest(3, "prior")
+        table.add_row("highest prior", "; ".join(f"{n} ({p:.3f})" for n, p in zip(top["name"], top["prior"])))
+    else:
+        table.add_row("vocabulary", "none (attach one before decoding)")
+    table.add_row("ontology", loaded.ontology.summary() if loaded.ontology is not None else "none (tasks only)")
+    for key, value in sorted((config.get("metrics") or {}).items()):
+        table.add_row(f"metric {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)

@@ -1,0 +1,74 @@
+"""``niclip-ray decode``: one map prints a table; a NeuroVault collection with a bad map; outputs."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn.datasets import load_sample_motor_activation_image
+
+from niclip_ray.cli.main import run
+from niclip_ray.decoding.toy import toy_bundle
+from niclip_ray.tables import read_parts
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-decode")
+    return toy_bundle(root / "bundle", root / "atlas"), root / "atlas"
+
+
+def test_single_map(bundle, ray_local, tmp_path, capsys):
+    path, atlas = bundle
+    motor = load_sample_motor_activation_image()
+    code = run(["decode", motor, "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"),
+                "--topk", "4"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "image_10426: top predictions" in captured.out and "domain" in captured.out
+    assert "stand-in atlas" in captured.err
+    results = read_parts(tmp_path / "o" / "decode").to_pandas()
+    assert results.groupby("level").size().to_dict() == {"task": 4, "concept": 4, "domain": 10}
+    task_csv = pd.read_csv(tmp_path / "o" / "csv" / "image_10426_task_predictions.csv")
+    assert task_csv.columns.tolist() == ["pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob",
+                                         "bayes_factor"]
+    task = results[results.level == "task"].sort_values("rank")
+    np.testing.assert_allclose(task_csv["prob"], task["prob"])
+    assert pd.read_csv(tmp_path / "o" / "csv" / "image_10426_domain_predictions.csv").columns.tolist() == ["pred", "prob"]
+
+
+def test_collection_with_a_bad_map(bundle, ray_local, tmp_path, capsys):
+    path, atlas = bundle
+    coll = tmp_path / "nv" / "neurovault" / "collection_658"
+    coll.mkdir(parents=True)
+    shutil.copy(load_sample_motor_activation_image(), coll / "image_10426.nii.gz")
+    (coll / "image_10426_metadata.json").write_text(json.dumps({"name": "left vs right motor"}))
+    (coll / "image_99.nii.gz").write_bytes(b"\x1f\x8b\x08garbage")
+    img = nib.load(load_sample_motor_activation_image())
+    nib.save(nib.Nifti1Image(-np.asarray(img.dataobj), img.affine), coll / "image_100.nii.gz")
+    code = run(["decode", "--collection", "658", "--neurovault-dir", str(tmp_path / "nv"), "--model", str(path),
+                "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"), "--tasks-only", "--no-csv"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "collection_658/image_99" in captured.err and "1 failed" in captured.out
+    results = read_parts(tmp_path / "o" / "decode").to_pandas()
+    ok = results[results.error == ""]
+    assert set(ok["map_id"]) == {"collection_658/image_100", "collection_658/image_10426"}
+    assert set(ok["level"]) == {"task"}
+    assert not (tmp_path / "o" / "csv").exists()
+
+
+def test_nothing_decodable_exits_1(bundle, ray_local, tmp_path, capsys):
+    path, atlas = bundle
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_text("nope")
+    assert run(["decode", str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o")]) == 1
+    assert "none of the 1 maps could be decoded" in capsys.readouterr().err
+
+
+def test_missing_bundle_exits_1(tmp_path, capsys):
+    assert run(["decode", load_sample_motor_activation_image(), "--model", str(tmp_path / "none"),
+                "--out", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
