@@ -3,7 +3,8 @@
 For each term, MKDAChi2 compares the training studies whose tf-idf for the term is at
 least ``frequency_threshold`` against the other training studies; the decoder keeps the
 ``z_desc-association`` map. A map is decoded by its Pearson correlation with each term's
-map (Yarkoni et al., 2011; Salo et al., 2023), as the reference's ``baseline_train.py``.
+map (Yarkoni et al., 2011; Salo et al., 2023), as the reference's ``baseline_train.py``;
+the correlation is NiMARE's ``pearson`` on the masked map, as ``CorrelationDecoder.transform``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from niclip_ray.baselines.base import Baseline
@@ -67,10 +69,17 @@ class NeurosynthBaseline(Baseline):
                 self.decoder_.fit(dataset)
         except ValueError as exc:  # every term is mentioned by all or by none of the studies
             raise InputError(f"neurosynth baseline: no term separates the training studies ({exc})") from exc
+        results = self.decoder_.results_
         prefix = f"{FEATURE_GROUP}__"
-        return [feature[len(prefix) :] for feature in self.decoder_.results_.maps]
+        terms = [feature[len(prefix) :] for feature in results.maps]
+        # CorrelationDecoder.transform masks each map with a NiftiMasker (seconds per map);
+        # maps arrive on the mask's grid, so boolean masking gives the same vector at once
+        self.mask_bool_ = np.asarray(results.masker.mask_img_.dataobj).astype(bool)
+        self.term_maps_ = np.vstack([np.asarray(m, dtype=np.float64) for m in results.maps.values()])
+        return terms
 
     def _scores(self, img: nib.Nifti1Image) -> pd.Series:
-        correlations = self.decoder_.transform(img)["r"]
-        correlations.index = [feature[len(f"{FEATURE_GROUP}__") :] for feature in correlations.index]
-        return correlations.astype(float)
+        from nimare.stats import pearson
+
+        values = np.asarray(img.dataobj, dtype=np.float64)[self.mask_bool_]
+        return pd.Series(pearson(values[None, :], self.term_maps_), index=self.terms_, dtype=float)
