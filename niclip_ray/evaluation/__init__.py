@@ -2,5 +2,9 @@
 
 from niclip_ray.evaluation.harness import DEFAULT_K, EvaluationResult, evaluate, write_results
 from niclip_ray.evaluation.inputs import load_predictions, load_truth
+from niclip_ray.evaluation.mappings import HCP_BENCHMARK, truth_from_labels
 
-__all__ = ["DEFAULT_K", "EvaluationResult", "evaluate", "load_predictions", "load_truth", "write_results"]
+__all__ = [
+    "DEFAULT_K", "HCP_BENCHMARK", "EvaluationResult", "evaluate", "load_predictions", "load_truth",
+    "truth_from_labels", "write_results",
+]
