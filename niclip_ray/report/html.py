@@ -21,6 +21,7 @@ import pandas as pd
 
 from niclip_ray import __version__
 from niclip_ray.errors import InputError
+from niclip_ray.evaluation import load_truth
 from niclip_ray.report import figures
 from niclip_ray.report.methods import cited_references
 
@@ -76,6 +77,14 @@ def _value_column(predictions: pd.DataFrame) -> pd.Series:
     return prob.astype(float).fillna(score.astype(float))
 
 
+def _truth_line(labels: pd.DataFrame, map_id: str) -> str:
+    rows = labels[labels["map_id"] == map_id]
+    if rows.empty:
+        return "<p>True labels: none given.</p>"
+    parts = [f"{level}: {', '.join(group['term'])}" for level, group in rows.groupby("level", sort=False)]
+    return f"<p>True labels: {html.escape('; '.join(parts))}</p>"
+
+
 def _prediction_tables(predictions: pd.DataFrame, map_id: str, top_n: int) -> str:
     rows = predictions[predictions["map_id"].astype(str) == map_id]
     if rows.empty:
@@ -107,6 +116,7 @@ def write_report(
     methods: str,
     title: str = "NiCLIP decoding report",
     top_n: int = 5,
+    truth: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -131,6 +141,9 @@ def write_report(
         Page title.
     top_n : int
         Predictions shown per map, level and backend.
+    truth : DataFrame, optional
+        True labels (long or wide layout, see :func:`~niclip_ray.evaluation.load_truth`),
+        shown under each map.
 
     Returns
     -------
@@ -143,6 +156,7 @@ def write_report(
     missing = [c for c in ("backend", "level", "k", "mean_hit_at_k") if c not in metrics.columns]
     if missing:
         raise InputError(f"report metrics lack column(s) {', '.join(missing)}")
+    labels = None if truth is None else load_truth(truth)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     body = [f"<h1>{html.escape(title)}</h1>",
@@ -156,6 +170,8 @@ def write_report(
     body.append("<h2>Decoded maps and top predictions</h2>")
     for map_id, source in maps.items():
         body.append(f"<h3>{html.escape(str(map_id))}</h3>")
+        if labels is not None:
+            body.append(_truth_line(labels, str(map_id)))
         png = out / f"map-{_slug(str(map_id))}.png"
         try:
             body.append(_img_tag(figures.plot_map(source, str(map_id), png), f"map {map_id}"))

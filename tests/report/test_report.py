@@ -36,7 +36,8 @@ def report(tmp_path_factory):
     methods = methods_text(corpus="a toy corpus", n_train=20, n_maps=2, vocabulary_size=3, k={"task": 4},
                            n_permutations=10, seed=0, baselines={"gclda": {"n_topics": 3}})
     path = write_report(out / "html", maps={"motor": load_sample_motor_activation_image(), "bad": out / "missing.nii"},
-                        predictions=predictions, metrics=summary, curves=read_curves(metrics_file), methods=methods)
+                        predictions=predictions, metrics=summary, curves=read_curves(metrics_file), methods=methods,
+                        truth=truth)
     return path, summary
 
 
@@ -62,6 +63,8 @@ def test_report_has_the_tables_and_methods(report):
     table = page.split("<h2>Metrics")[1].split("</table>")[0]
     assert table.count("<tr>") == len(summary) + 1
     assert f"<td>{summary['mean_hit_at_k'].iloc[0]:.3g}</td>" in table
+    assert "True labels: domain: Action; task: motor fMRI task paradigm" in page
+    assert "True labels: none given." in page  # the map "bad" has none
     assert "map bad: file not found" in page  # failed maps are shown, not dropped
     assert "Rubin et al., 2017" in page and "doi:10.1371/journal.pcbi.1005649" in page
     assert "Yarkoni, T." not in page  # only cited references are listed
