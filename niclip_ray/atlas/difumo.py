@@ -9,7 +9,7 @@ Offline, :func:`build_standin` makes an explicit stand-in in the same on-disk la
 replace it by pointing at another directory. The stand-in is built directly on NiMARE's
 91x109x91 brain-mask grid:
 
-1. k-means (seeded) on the mm coordinates of the mask voxels gives ``dimension`` centres;
+1. k-means (seeded) on the mm coordinates of every 8th mask voxel gives ``dimension`` centres;
 2. component k is a Gaussian around centre k with sigma = 6 mm * (512 / dimension)^(1/3)
    and a seeded amplitude in [0.5, 1], set to zero below 5 % of its peak and outside the
    mask, so components are non-negative, sparse and overlapping, like DiFuMo's;
@@ -47,7 +47,9 @@ LABEL_COLUMNS = ["Component", "Difumo_names", "Yeo_networks7", "Yeo_networks17",
 #: Relative cut-off below which a stand-in component is zero.
 STANDIN_CUTOFF = 0.05
 #: Bumped whenever the stand-in recipe changes, so cached builds are never stale.
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2
+#: k-means runs on every KMEANS_STRIDE-th mask voxel.
+KMEANS_STRIDE = 8
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ def standin_maps(dimension: int, seed: int = 0) -> tuple[list[np.ndarray], list[
     grid = brain_mask_grid()
     ijk = np.argwhere(grid.mask_data())  # C order, same numbering as the masked voxels
     xyz = nib.affines.apply_affine(grid.affine, ijk)
-    centres = KMeans(n_clusters=dimension, n_init=1, random_state=seed).fit(xyz).cluster_centers_
+    sample = xyz[::KMEANS_STRIDE]  # a regular subsample: same centres to within a voxel, 8x faster
+    centres = KMeans(n_clusters=dimension, n_init=1, random_state=seed).fit(sample).cluster_centers_
     centres = centres[np.lexsort(centres.T[::-1])]  # order components by position, not by k-means
     amplitudes = np.random.default_rng(seed).uniform(0.5, 1.0, dimension)
     sigma = 6.0 * (512.0 / dimension) ** (1.0 / 3.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -9,15 +10,21 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from niclip_ray.errors import ConfigError
+
 #: File shipped inside the nimare wheel (``get_template("mni152_2mm", mask="brain")``).
 MASK_FILE = "tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz"
 
 
 def mask_path() -> Path:
-    """Path of NiMARE's 2 mm MNI152NLin6Asym brain mask (91x109x91)."""
-    from nimare.utils import get_resource_path
+    """Path of NiMARE's 2 mm MNI152NLin6Asym brain mask (91x109x91).
 
-    return Path(get_resource_path()) / "templates" / MASK_FILE
+    Found without importing nimare, whose import takes seconds.
+    """
+    spec = importlib.util.find_spec("nimare")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("nimare is not installed; it ships the MNI152 brain mask")
+    return Path(list(spec.submodule_search_locations)[0]) / "resources" / "templates" / MASK_FILE
 
 
 @lru_cache(maxsize=1)

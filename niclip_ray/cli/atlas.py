@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from niclip_ray.atlas.catalog import default_data_dirs, find_difumo
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir
@@ -35,13 +34,10 @@ def info(
     if not found:
         out.print(f"no DiFuMo atlas in {', '.join(map(str, dirs))}")
         return
-    table = Table(title="DiFuMo atlases")
-    for column in ("atlas_id", "dimension", "stand-in", "maps"):
-        table.add_column(column)
     for cache in found:
         maps = cache.data_dir / "difumo_atlases" / str(cache.dimension) / "2mm" / "maps.nii.gz"
-        table.add_row(cache.atlas_id, str(cache.dimension), "yes" if cache.standin else "no", str(maps))
-    out.print(table)
+        kind = "STAND-IN (not DiFuMo)" if cache.standin else "real DiFuMo"
+        out.print(f"{cache.atlas_id}\t{cache.dimension} components\t{kind}\t{maps}", markup=False)
 
 
 @app.command("build-standin")
