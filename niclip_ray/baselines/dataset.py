@@ -82,7 +82,7 @@ def nimare_ids(study_ids: Sequence[str]) -> list[str]:
 
 
 def build_dataset(split: TrainingSplit, annotations: pd.DataFrame, feature_group: str):
-    """A NiMARE Dataset of the split's peaks, with ``annotations`` as one feature group.
+    """A NiMARE Dataset of the split's peaks and texts, with ``annotations`` as one feature group.
 
     Parameters
     ----------
@@ -95,7 +95,8 @@ def build_dataset(split: TrainingSplit, annotations: pd.DataFrame, feature_group
     Returns
     -------
     nimare.dataset.Dataset
-        On NiMARE's MNI152 2 mm template and brain mask.
+        On NiMARE's MNI152 2 mm template and brain mask; ``texts`` holds title, abstract
+        and body.
     """
     from nimare.dataset import Dataset
 
@@ -106,10 +107,18 @@ def build_dataset(split: TrainingSplit, annotations: pd.DataFrame, feature_group
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NiMARE announces the Dataset -> Studyset move
         dataset = Dataset(source, target=TEMPLATE)
-    labels = annotations.loc[list(source)].copy()
+    ids = list(source)
+    labels = annotations.loc[ids].copy()
     labels.columns = [f"{feature_group}__{term}" for term in labels.columns]
-    labels.insert(0, "contrast_id", "1")
-    labels.insert(0, "study_id", list(source))
-    labels.insert(0, "id", nimare_ids(list(source)))
-    dataset.annotations = labels.reset_index(drop=True)
+    dataset.annotations = _with_ids(labels, ids)
+    dataset.texts = _with_ids(split.studies.loc[ids, ["title", "abstract", "body"]].astype(str), ids)
     return dataset
+
+
+def _with_ids(frame: pd.DataFrame, study_ids: list[str]) -> pd.DataFrame:
+    """Prefix NiMARE's id columns (id, study_id, contrast_id) to per-study rows."""
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "contrast_id", "1")
+    frame.insert(0, "study_id", study_ids)
+    frame.insert(0, "id", nimare_ids(study_ids))
+    return frame
