@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,9 +156,12 @@ def train_loop_per_worker(config: dict) -> None:
     for epoch in range(len(history), cfg.epochs):
         if stopper.should_stop:
             break
+        started = time.perf_counter()
         train_loss = train_epoch(model, train_i, train_t, optimizer, cfg.batch_size, epoch, cfg.seed, rank, world, gather)
+        seconds = time.perf_counter() - started
         module = _unwrap(model)
         row = epoch_record(epoch, train_loss, evaluate(module, val_i, val_t, cfg.batch_size), module.logit_scale.item())
+        row["train_seconds"] = seconds
         history.append(row)
         stopper.update(epoch, row["val_loss"])
         with tempfile.TemporaryDirectory() as tmp:

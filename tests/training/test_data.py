@@ -42,3 +42,15 @@ def test_clear_errors_name_the_input(tmp_path, write_features):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no part"):
         load_pairs(tmp_path / "empty", txt_dir)
+
+
+def test_non_finite_or_zero_vectors_without_an_error_are_skipped(tmp_path, write_features):
+    rng = np.random.default_rng(2)
+    images, texts = rng.standard_normal((4, 3)), rng.standard_normal((4, 5))
+    images[1, 0] = np.nan
+    texts[2] = 0.0
+    img_dir, txt_dir = write_features(tmp_path, images, texts, ["a", "b", "c", "d"])
+    pairs = load_pairs(img_dir, txt_dir)
+    assert pairs.study_ids == ["a", "d"]
+    assert (pairs.failed_images, pairs.failed_texts) == (1, 1)
+    assert pairs.text_only == ["b"] and pairs.image_only == ["c"]
