@@ -120,6 +120,8 @@ def pair_scores(truth: np.ndarray, ranks: np.ndarray, k: int) -> PairScores:
     """Score every map's truth against every map's prediction list.
 
     The diagonal gives the observed scores; the permutation null reads its other entries.
+    Memory is two ``(n_maps, n_maps)`` arrays (about 16·n_maps² bytes: 41 MB for 1,600
+    maps, 1.6 GB for 10,000).
 
     Parameters
     ----------
