@@ -6,8 +6,8 @@
   ``definition_text`` and ``id_concept_class`` (``ctp_C1`` .. ``ctp_C10``).
 * ``reduced_tasks.csv``: a ``task`` column and any number of concept-name columns.
 * ``concept_to_process.json``: ``{concept_name: "ctp_Cx"}`` domain overrides.
-* ``full_task_concepts.csv``: ``id, measuredBy``, the full task -> concept relations,
-  one concept id per row or several ids in one cell.
+* ``full_task_concepts.csv``: ``id, measuredBy`` (concept id, task id), the full
+  relations; or NiMARE's ``relationships.csv`` (``input, output, rel_type``).
 
 :func:`read_reference_dir` assembles them into an :class:`~niclip_ray.ontology.core.Ontology`
 the way the reference does (drop entries without a name or definition, keep snapshot
@@ -18,20 +18,23 @@ concepts per task, and fails with a clear message instead of a ``KeyError``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from niclip_ray.errors import InputError
-from niclip_ray.ontology.core import Ontology, default_domains
+from niclip_ray.ontology.core import DOMAINS, Ontology, default_domains
 
 TASK_GLOB = "task_snapshot-*.json"
 CONCEPT_GLOB = "concept_extended_snapshot-*.json"
 REDUCED = "reduced_tasks.csv"
 OVERRIDES = "concept_to_process.json"
 FULL_RELATIONS = "full_task_concepts.csv"
+RELATIONSHIPS = "relationships.csv"
 _ID = re.compile(r"[A-Za-z]{3}_[A-Za-z0-9]+")
+log = logging.getLogger(__name__)
 
 
 def _key(name: str) -> str:
@@ -111,9 +114,17 @@ def read_concept_overrides(path: str | Path) -> dict[str, str]:
 
 
 def read_measured_by(path: str | Path) -> pd.DataFrame:
-    """``task_id, concept_id`` pairs from ``full_task_concepts.csv`` (``id, measuredBy``).
+    """Raw ``measuredBy`` pairs from ``full_task_concepts.csv`` (``id, measuredBy``).
 
-    A ``measuredBy`` cell may hold one id or several (a list literal, commas, semicolons).
+    In the reference, ``id`` is a concept and ``measuredBy`` the task that measures it (the
+    renamed ``input, output`` of NiMARE's relationships); a cell may hold one id or several
+    (a list literal, commas, semicolons). Which side is the task is decided later, against
+    the snapshots (:func:`orient_pairs`).
+
+    Returns
+    -------
+    DataFrame
+        ``id, measuredBy``, one id on each side per row.
     """
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -121,8 +132,41 @@ def read_measured_by(path: str | Path) -> pd.DataFrame:
         raise InputError(f"cannot read {path}: {exc}") from exc
     if not {"id", "measuredBy"} <= set(frame.columns):
         raise InputError(f"{path} needs the columns id, measuredBy; has {list(frame.columns)}")
-    pairs = [(t, c) for t, cell in zip(frame["id"], frame["measuredBy"]) for c in _ID.findall(cell)]
-    return pd.DataFrame(pairs, columns=["task_id", "concept_id"]).drop_duplicates().reset_index(drop=True)
+    pairs = [
+        (a, b)
+        for left, right in zip(frame["id"], frame["measuredBy"])
+        for a in _ID.findall(left)
+        for b in _ID.findall(right)
+    ]
+    return pd.DataFrame(pairs, columns=["id", "measuredBy"]).drop_duplicates().reset_index(drop=True)
+
+
+def read_relationships(path: str | Path) -> pd.DataFrame:
+    """``measuredBy`` rows of NiMARE's ``relationships.csv`` (``input, output, rel_type``) as ``id, measuredBy``."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    if not {"input", "output", "rel_type"} <= set(frame.columns):
+        raise InputError(f"{path} needs the columns input, output, rel_type; has {list(frame.columns)}")
+    rows = frame[frame["rel_type"] == "measuredBy"]
+    return pd.DataFrame({"id": rows["input"].to_numpy(), "measuredBy": rows["output"].to_numpy()}).drop_duplicates()
+
+
+def orient_pairs(pairs: pd.DataFrame, task_ids, concept_ids) -> pd.DataFrame:
+    """Turn ``id, measuredBy`` pairs into ``task_id, concept_id`` links between known ids.
+
+    Task and concept ids share prefixes (``trm_``), so the orientation is the one that
+    matches more pairs to the snapshots; pairs naming unknown ids are dropped.
+    """
+    tasks, concepts = set(task_ids), set(concept_ids)
+    forward = pairs["id"].isin(concepts) & pairs["measuredBy"].isin(tasks)  # concept measuredBy task
+    backward = pairs["id"].isin(tasks) & pairs["measuredBy"].isin(concepts)
+    if forward.sum() >= backward.sum():
+        links = pd.DataFrame({"task_id": pairs.loc[forward, "measuredBy"], "concept_id": pairs.loc[forward, "id"]})
+    else:
+        links = pd.DataFrame({"task_id": pairs.loc[backward, "id"], "concept_id": pairs.loc[backward, "measuredBy"]})
+    return links.drop_duplicates().reset_index(drop=True)
 
 
 def _single(directory: Path, pattern: str) -> Path:
@@ -161,14 +205,23 @@ def read_reference_dir(directory: str | Path, reduced: bool = True) -> Ontology:
     overrides = read_concept_overrides(overrides_path) if overrides_path.is_file() else {}
     by_name = {_key(k): v for k, v in overrides.items()}
     concepts["domain_id"] = [by_name.get(_key(n), d) for n, d in zip(concepts["name"], concepts["domain_id"])]
+    unknown = sorted(set(concepts["domain_id"]) - set(DOMAINS) - {""})
+    if unknown:
+        log.warning("concept classes %s are not among the 10 domains; those concepts get no domain", unknown)
+        concepts.loc[concepts["domain_id"].isin(unknown), "domain_id"] = ""
     if reduced:
         tasks, links = _reduced(directory / REDUCED, tasks, concepts)
     else:
-        relations = directory / FULL_RELATIONS
-        if not relations.is_file():
-            raise InputError(f"the full ontology needs {relations} (task id, measuredBy concept ids)")
-        links = read_measured_by(relations)
-        links = links[links["task_id"].isin(tasks["task_id"]) & links["concept_id"].isin(concepts["concept_id"])]
+        if (directory / FULL_RELATIONS).is_file():
+            pairs = read_measured_by(directory / FULL_RELATIONS)
+        elif (directory / RELATIONSHIPS).is_file():
+            pairs = read_relationships(directory / RELATIONSHIPS)
+        else:
+            raise InputError(
+                f"the full ontology needs {directory / FULL_RELATIONS} or {directory / RELATIONSHIPS} "
+                "(measuredBy relations)"
+            )
+        links = orient_pairs(pairs, tasks["task_id"], concepts["concept_id"])
     meta = {"source": str(directory), "subset": bool(reduced), "reduced": bool(reduced),
             "overrides_applied": len(overrides)}
     return Ontology(tasks.reset_index(drop=True), concepts, default_domains(), links.reset_index(drop=True), meta)

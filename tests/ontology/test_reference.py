@@ -37,8 +37,9 @@ def cogat_dir(tmp_path):
         "eriksen flanker task,response conflict,selective attention,,\n"
     )
     (tmp_path / "concept_to_process.json").write_text(json.dumps({"response conflict": "ctp_C4", "reading": "ctp_C6"}))
+    # as in the reference: id = concept, measuredBy = task (several tasks in one cell allowed)
     (tmp_path / "full_task_concepts.csv").write_text(
-        "id,measuredBy\ntrm_a,\"['trm_wm']\"\ntrm_c,trm_rc;trm_sa\ntsk_d,trm_rc\ntrm_e,trm_mv\ntrm_e,trm_unknown\n"
+        "id,measuredBy\ntrm_wm,\"['trm_a']\"\ntrm_rc,trm_c;tsk_d\ntrm_sa,trm_c\ntrm_mv,trm_e\ntrm_unknown,trm_e\n"
     )
     return tmp_path
 
@@ -68,12 +69,37 @@ def test_reduced(cogat_dir):
     assert cd[onto.concepts["name"].tolist().index("reading"), 5] == 1
 
 
+FULL_LINKS = [
+    ("eriksen flanker task", "response conflict"), ("eriksen flanker task", "selective attention"),
+    ("finger tapping task", "movement"), ("n-back task", "working memory"), ("stroop task", "response conflict"),
+]
+
+
 def test_full_uses_measured_by(cogat_dir):
     onto = load_ontology(cogat_dir, reduced=False)
     assert onto.task_names == ["n-back task", "eriksen flanker task", "stroop task", "finger tapping task"]
-    assert ("finger tapping task", "movement") in links(onto)
-    assert ("eriksen flanker task", "selective attention") in links(onto)
-    assert len(onto.task_concepts) == 5  # the unknown concept id is dropped
+    assert links(onto) == FULL_LINKS  # the unknown concept id is dropped
+
+
+def test_full_accepts_either_orientation_and_nimare_relationships(cogat_dir):
+    (cogat_dir / "full_task_concepts.csv").write_text(
+        "id,measuredBy\ntrm_a,trm_wm\ntrm_c,\"trm_rc, trm_sa\"\ntsk_d,trm_rc\ntrm_e,trm_mv\n"
+    )
+    assert links(load_ontology(cogat_dir, reduced=False)) == FULL_LINKS
+    (cogat_dir / "full_task_concepts.csv").unlink()
+    (cogat_dir / "relationships.csv").write_text(
+        "input,output,rel_type\ntrm_wm,trm_a,measuredBy\ntrm_rc,trm_c,measuredBy\ntrm_sa,trm_c,measuredBy\n"
+        "trm_rc,tsk_d,measuredBy\ntrm_mv,trm_e,measuredBy\ntrm_wm,trm_rc,isKindOf\n"
+    )
+    assert links(load_ontology(cogat_dir, reduced=False)) == FULL_LINKS
+
+
+def test_unknown_concept_class_gets_no_domain(cogat_dir):
+    concepts = [dict(c) for c in CONCEPTS]
+    concepts[4]["id_concept_class"] = "ctp_C99"
+    (cogat_dir / "concept_extended_snapshot-02-19-25.json").write_text(json.dumps(concepts))
+    onto = load_ontology(cogat_dir)
+    assert dict(zip(onto.concepts["name"], onto.concepts["domain_id"]))["movement"] == ""
 
 
 def test_reduced_names_missing_from_snapshot(cogat_dir):
@@ -90,7 +116,7 @@ def test_bad_snapshot_names_the_file(cogat_dir):
 
 def test_full_without_relations(cogat_dir):
     (cogat_dir / "full_task_concepts.csv").unlink()
-    with pytest.raises(InputError, match="full_task_concepts.csv"):
+    with pytest.raises(InputError, match="full_task_concepts.csv or .*relationships.csv"):
         load_ontology(cogat_dir, reduced=False)
 
 
@@ -100,4 +126,4 @@ def test_readers_directly(tmp_path):
     assert read_reduced_tasks(path).to_dict("records") == [{"task": "lonely task", "concept": ""}]
     rel = tmp_path / "m.csv"
     rel.write_text('id,measuredBy\ntrm_1,"trm_x, trm_y"\n')
-    assert read_measured_by(rel).equals(pd.DataFrame({"task_id": ["trm_1", "trm_1"], "concept_id": ["trm_x", "trm_y"]}))
+    assert read_measured_by(rel).equals(pd.DataFrame({"id": ["trm_1", "trm_1"], "measuredBy": ["trm_x", "trm_y"]}))
