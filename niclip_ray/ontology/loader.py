@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 from niclip_ray.errors import InputError
+from niclip_ray.ontology.api import ONLINE, fetch_snapshot
 from niclip_ray.ontology.core import Ontology, is_native, read_native
 from niclip_ray.ontology.reference import is_reference_dir, read_reference_dir
 
@@ -17,7 +19,12 @@ def builtin_dir() -> Path:
     return Path(str(resources.files("niclip_ray") / "data" / "ontology"))
 
 
-def load_ontology(source: str | Path = BUILTIN, reduced: bool = True) -> Ontology:
+def default_cache_dir() -> Path:
+    """Where the live Cognitive Atlas snapshot is cached: ``$NICLIP_COGAT_CACHE`` or ``~/.cache/niclip-ray/cognitive_atlas``."""
+    return Path(os.environ.get("NICLIP_COGAT_CACHE", Path.home() / ".cache" / "niclip-ray" / "cognitive_atlas"))
+
+
+def load_ontology(source: str | Path = BUILTIN, reduced: bool = True, cache_dir: str | Path | None = None) -> Ontology:
     """Load a Cognitive Atlas ontology.
 
     Parameters
@@ -27,10 +34,14 @@ def load_ontology(source: str | Path = BUILTIN, reduced: bool = True) -> Ontolog
         concepts and the 10 domains; definitions written for this project). A directory
         in the native layout (e.g. a bundle's ``ontology/``), or the reference's
         ``cognitive_atlas`` directory (``task_snapshot-*.json``,
-        ``concept_extended_snapshot-*.json``, ``reduced_tasks.csv``, ...).
+        ``concept_extended_snapshot-*.json``, ``reduced_tasks.csv``, ...). ``"online"``: the
+        live Cognitive Atlas API, snapshotted once into ``cache_dir`` (the reduced set also
+        needs the reference's ``reduced_tasks.csv`` copied there).
     reduced : bool
         For reference directories: the reduced task set (default) or the full one.
         Native directories are read as they are.
+    cache_dir : path, optional
+        Snapshot cache for ``"online"`` (default: :func:`default_cache_dir`).
 
     Returns
     -------
@@ -43,9 +54,11 @@ def load_ontology(source: str | Path = BUILTIN, reduced: bool = True) -> Ontolog
     InputError
         When ``source`` is neither of the above.
     """
+    if str(source) == ONLINE:
+        source = fetch_snapshot(cache_dir or default_cache_dir(), relations=not reduced)
     directory = builtin_dir() if str(source) == BUILTIN else Path(source)
     if not directory.is_dir():
-        raise InputError(f"ontology source {source} is not 'builtin' or a directory")
+        raise InputError(f"ontology source {source} is not 'builtin', 'online' or a directory")
     if is_native(directory):
         return read_native(directory)
     if is_reference_dir(directory):

@@ -75,5 +75,5 @@ def test_native_round_trip(onto, tmp_path):
 def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="holds no ontology"):
         load_ontology(tmp_path)
-    with pytest.raises(InputError, match="not 'builtin' or a directory"):
+    with pytest.raises(InputError, match="not 'builtin', 'online' or a directory"):
         load_ontology(tmp_path / "missing")
