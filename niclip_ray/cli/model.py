@@ -107,6 +107,20 @@ def info(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> N
     else:
         table.add_row("vocabulary", "none (attach one before decoding)")
     table.add_row("ontology", loaded.ontology.summary() if loaded.ontology is not None else "none (tasks only)")
-    for key, value in sorted((config.get("metrics") or {}).items()):
-        table.add_row(f"metric {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
+    for key, value in _flat_metrics(config.get("metrics") or {}):
+        table.add_row(f"metric {key}", value)
     out.print(table)
+
+
+def _flat_metrics(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """Scalar metrics as ``(dotted key, text)``; lists are summarised by their length."""
+    rows = []
+    for key, value in sorted(metrics.items()):
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _flat_metrics(value, prefix=f"{name}.")
+        elif isinstance(value, list):
+            rows.append((name, f"{len(value)} entries"))
+        else:
+            rows.append((name, f"{value:.4g}" if isinstance(value, float) else str(value)))
+    return rows

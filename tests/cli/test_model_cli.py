@@ -45,6 +45,15 @@ def test_import_reference_order_mismatch_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def test_info_shows_training_metrics(tmp_path, capsys):
+    metrics = {"folds": [{"fold": 0}, {"fold": 1}], "selected": {"fold": 1, "test_recall@10": 0.3356}}
+    path = save_bundle(tmp_path / "b", toy_state_dict(12, 8), {"metrics": metrics, "atlas_id": "difumo8-2mm"})
+    assert run(["model", "info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "metric folds" in text and "2 entries" in text and "metric selected.test_recall@10" in text
+    assert "0.3356" in text and "difumo8-2mm" in text
+
+
 def test_info_on_tampered_bundle(tmp_path, capsys):
     path = save_bundle(tmp_path / "b", toy_state_dict(12, 8), {})
     config = json.loads((path / "config.json").read_text())
