@@ -63,6 +63,7 @@ def decode(
 
     opts = options(ctx)
     items = collect_maps(maps or [], collection or [], neurovault_dir, download)
+    stage.validate(model, atlas_dir, allow_atlas_mismatch, hierarchical)  # fail before starting Ray
     with ray_session(opts.ray_options()):
         summary = stage.run(
             items,

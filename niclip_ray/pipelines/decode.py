@@ -108,6 +108,34 @@ def _bundle_digest(path: Path) -> str:
     return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
+def validate(
+    bundle_path: str | os.PathLike,
+    atlas_dir: str | os.PathLike | None = None,
+    allow_atlas_mismatch: bool = False,
+    hierarchical: bool | None = None,
+) -> Path:
+    """Check a bundle and its atlas before any actor starts (needs no Ray).
+
+    Returns
+    -------
+    Path
+        The resolved bundle directory.
+
+    Raises
+    ------
+    InputError, ConfigError
+        Bad or tampered bundle, no vocabulary, no ontology for ``hierarchical=True``, or
+        no matching atlas.
+    """
+    bundle_path = Path(bundle_path).resolve()
+    bundle = load_bundle(bundle_path)
+    bundle.require_vocabulary()
+    if hierarchical and bundle.ontology is None:
+        raise InputError(f"bundle {bundle_path} has no ontology: decode tasks only, or attach one")
+    resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
+    return bundle_path
+
+
 def run(
     maps: list[dict],
     bundle_path: str | os.PathLike,
@@ -124,18 +152,14 @@ def run(
 ) -> StageSummary:
     """Decode ``maps`` (items of :func:`niclip_ray.decoding.inputs.collect_maps`) into ``out_dir``.
 
-    The bundle is checked (checksums, vocabulary, atlas) on the driver before any actor
-    starts. A rerun with the same inputs and parameters skips finished shards.
+    The bundle is checked (:func:`validate`) on the driver before any actor starts. A rerun with the same inputs and parameters skips finished shards.
 
     Returns
     -------
     StageSummary
         Rows are prediction rows; each failed map counts as one failed row.
     """
-    bundle_path = Path(bundle_path).resolve()
-    bundle = load_bundle(bundle_path)
-    bundle.require_vocabulary()
-    resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
+    bundle_path = validate(bundle_path, atlas_dir, allow_atlas_mismatch, hierarchical)
     params = {
         "bundle": str(bundle_path),
         "bundle_manifest": _bundle_digest(bundle_path),

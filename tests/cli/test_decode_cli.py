@@ -68,6 +68,13 @@ def test_nothing_decodable_exits_1(bundle, ray_local, tmp_path, capsys):
     assert "none of the 1 maps could be decoded" in capsys.readouterr().err
 
 
+def test_hierarchical_without_ontology_fails_before_ray(tmp_path, capsys):
+    bundle = toy_bundle(tmp_path / "b", tmp_path / "atlas", with_ontology=False)
+    code = run(["decode", load_sample_motor_activation_image(), "--model", str(bundle), "--hierarchical",
+                "--atlas-dir", str(tmp_path / "atlas"), "--out", str(tmp_path / "o")])
+    assert code == 1 and "has no ontology" in capsys.readouterr().err
+
+
 def test_missing_bundle_exits_1(tmp_path, capsys):
     assert run(["decode", load_sample_motor_activation_image(), "--model", str(tmp_path / "none"),
                 "--out", str(tmp_path / "o")]) == 1
