@@ -21,7 +21,7 @@ crashed workers from it.
 from __future__ import annotations
 
 import json
-import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,7 +45,6 @@ from niclip_ray.training.loop import (
 )
 from niclip_ray.training.splits import FoldSplit
 
-log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -172,8 +171,9 @@ def train_loop_per_worker(config: dict) -> None:
                 saved = ray.train.Checkpoint.from_directory(tmp)
                 with open(metrics_path, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                if config["print_epochs"]:
-                    print(_epoch_line(config["fold"], row), flush=True)
+                if config["print_epochs"]:  # not print(): Ray Train's patched print logs it twice
+                    sys.stdout.write(_epoch_line(config["fold"], row) + "\n")
+                    sys.stdout.flush()
             ray.train.report({"epoch": epoch, "val_loss": row["val_loss"]}, checkpoint=saved)
 
 
