@@ -36,10 +36,15 @@ def setup(tmp_path_factory):
     far[:3, 3] += 5000
     nib.save(nib.Nifti1Image(data, far), maps / "elsewhere.nii.gz")
     (maps / "readme.nii").write_text("this is not a NIfTI file")
+    nib.save(nib.Nifti1Image(np.ones((*img.shape, 2, 2), np.float32), img.affine), maps / "five_d.nii.gz")
+    nib.save(nib.Nifti1Image((data > 2).astype(np.uint8), img.affine), maps / "mask_u8.nii.gz")
+    with_inf = data.copy()
+    with_inf[data < -3] = np.inf
+    nib.save(nib.Nifti1Image(with_inf, img.affine), maps / "with_inf.nii.gz")
     return bundle, root / "atlas", maps
 
 
-GOOD = {"maps/motor", "maps/flipped", "maps/integer", "maps/pair:0", "maps/pair:1"}
+GOOD = {"maps/motor", "maps/flipped", "maps/integer", "maps/pair:0", "maps/pair:1", "maps/mask_u8", "maps/with_inf"}
 BAD = {
     "maps/truncated": "corrupt or truncated|not a readable",
     "maps/nan": "NaN or infinite",
@@ -47,6 +52,7 @@ BAD = {
     "maps/zero": "no signal on the atlas",
     "maps/elsewhere": "MNI",
     "maps/readme": "not a readable NIfTI",
+    "maps/five_d": "3-D",
 }
 
 
@@ -64,7 +70,7 @@ def test_decode_items_without_ray(setup):
     good = table[table["error"] == ""]
     assert set(good["map_id"]) == GOOD
     assert good.groupby(["map_id", "level"]).size().unstack().to_dict("list") == {
-        "concept": [3] * 5, "domain": [10] * 5, "task": [3] * 5}
+        "concept": [3] * len(GOOD), "domain": [10] * len(GOOD), "task": [3] * len(GOOD)}
     single = decoder.transform(maps / "motor.nii.gz", map_id="maps/motor", topk=3)
     got = good[good["map_id"] == "maps/motor"].reset_index(drop=True)
     np.testing.assert_allclose(got["prob"], single["prob"], rtol=1e-6)  # float32 batch vs single matmul
@@ -81,13 +87,13 @@ def test_stage_with_bad_maps_and_resume(setup, ray_local, tmp_path):
     items = collect_maps([maps])
     out = tmp_path / "decode"
     summary = decode.run(items, bundle, out, topk=2, atlas_dir=atlas, shard_size=4, num_actors=2)
-    assert summary.n_shards == 3 and summary.n_skipped == 0 and not summary.failed_shards
+    assert summary.n_shards == 4 and summary.n_skipped == 0 and not summary.failed_shards
     assert summary.n_failed_rows == len(BAD)
     assert summary.n_ok_rows == len(GOOD) * (2 + 2 + 10)
     first = read_parts(out).to_pandas()
     (out / "part-00001.parquet").unlink()
     again = decode.run(items, bundle, out, topk=2, atlas_dir=atlas, shard_size=4, num_actors=1)
-    assert again.n_skipped == 2 and again.n_rows == summary.n_rows
+    assert again.n_skipped == 3 and again.n_rows == summary.n_rows
     second = read_parts(out).to_pandas()
     pd.testing.assert_frame_equal(first, second)
     assert not second.duplicated(["map_id", "level", "rank"]).any()
