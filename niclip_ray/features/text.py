@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from niclip_ray.features.text_models import LoadedModel, ModelSpec, load_model, resolve_model
 
@@ -42,7 +43,7 @@ def coerce_text(value: object) -> str:
     ``bytes`` must be valid UTF-8; ``str`` must encode to UTF-8 (no lone surrogates, as
     left by ``errors="surrogateescape"`` decoding); the text must not be blank.
     """
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (not isinstance(value, (str, bytes, bytearray, memoryview)) and pd.isna(value) is True):
         raise TextError("missing text")
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)

@@ -241,18 +241,31 @@ def embed_texts(
 ) -> tuple[EmbeddingResult, str]:
     """Embed a short list of texts in one Ray task (on a GPU when the cluster has one).
 
+    The task is cancelled and :class:`~niclip_ray.errors.ConfigError` raised after
+    ``timeout_s`` (default: the runtime's no-progress timeout).
+
     Returns
     -------
     (EmbeddingResult, model_id)
     """
     import ray
+    from ray.exceptions import GetTimeoutError
+
+    from niclip_ray.errors import ConfigError
+    from niclip_ray.runtime.session import NO_PROGRESS_TIMEOUT_S
 
     spec = resolve_model(model, base_model=base_model, max_length=max_length)
     inspect_model(spec)
     shape = worker_shape(1)
     settings = EmbedSettings(batch_size, dtype, DEFAULT_MAX_TOKENS, shape.num_threads)
     task = ray.remote(_embed_in_worker).options(num_cpus=shape.cpus_per_actor, num_gpus=shape.gpus_per_actor)
-    return ray.get(task.remote(spec, settings, list(texts)), timeout=timeout_s), spec.model_id
+    ref = task.remote(spec, settings, list(texts))
+    timeout_s = timeout_s or NO_PROGRESS_TIMEOUT_S
+    try:
+        return ray.get(ref, timeout=timeout_s), spec.model_id
+    except GetTimeoutError as exc:
+        ray.cancel(ref, force=True)
+        raise ConfigError(f"embedding {len(texts)} texts with {spec.model_id} did not finish in {timeout_s:g} s") from exc
 
 
 @dataclass

@@ -8,6 +8,7 @@ at a time without padding, concatenates the last-layer token states and averages
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -272,6 +273,9 @@ def test_helpers():
     assert split_windows([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
     assert split_windows([1, 2], 8) == [[1, 2]]
     assert coerce_text(b"caf\xc3\xa9") == "café"
+    for missing in (None, float("nan"), pd.NA):
+        with pytest.raises(ValueError, match="missing text"):
+            coerce_text(missing)
     with pytest.raises(ValueError, match="must be a string"):
         coerce_text(3)
 
