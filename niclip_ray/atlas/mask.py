@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +71,8 @@ class MaskGrid:
     zooms: np.ndarray
     flat_to_masked: np.ndarray
     n_voxels: int
+    #: Lookups derived from the grid (e.g. per sphere radius), built on first use.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_img(cls, mask_img: nib.Nifti1Image) -> "MaskGrid":

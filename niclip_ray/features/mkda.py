@@ -78,6 +78,41 @@ def peaks_to_ijk(coords_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.round(nib.affines.apply_affine(np.linalg.inv(affine), coords)).astype(np.int64)
 
 
+class _SphereIndex:
+    """Per grid and radius: a padded voxel lookup and flat sphere offsets, built once.
+
+    Peaks farther than the sphere's reach from the grid are dropped (their spheres miss
+    it). The grid is padded by twice the reach on every side, so that the voxels of any
+    remaining sphere are ``flat_peak + flat_offsets`` in padded C order with no bounds
+    checks; the padding maps to -1 like voxels outside the mask. A reusable boolean buffer over the
+    masked voxels takes the union of a study's spheres, already sorted. The buffer makes
+    an index single-threaded, as a Ray actor is.
+    """
+
+    def __init__(self, grid: MaskGrid, radius: float):
+        offsets = sphere_offsets(radius, tuple(grid.zooms))
+        self.reach = np.abs(offsets).max(axis=0) if len(offsets) else np.zeros(3, dtype=np.int64)
+        self.shape = np.asarray(grid.shape, dtype=np.int64)
+        self.pad = 2 * self.reach
+        padded = tuple(int(n) for n in self.shape + 2 * self.pad)
+        lookup = np.full(padded, -1, dtype=np.int32)
+        inner = tuple(slice(int(p), int(p + n)) for p, n in zip(self.pad, self.shape))
+        lookup[inner] = grid.flat_to_masked.reshape(grid.shape)
+        self.lookup = lookup.reshape(-1)
+        self.strides = np.array([padded[1] * padded[2], padded[2], 1], dtype=np.int64)
+        self.flat_offsets = offsets @ self.strides
+        self.scratch = np.zeros(grid.n_voxels, dtype=bool)
+
+    def union(self, ijk: np.ndarray) -> np.ndarray:
+        reachable = ((ijk >= -self.reach) & (ijk < self.shape + self.reach)).all(axis=1)
+        flat = (ijk[reachable] + self.pad) @ self.strides
+        masked = self.lookup[(flat[:, None] + self.flat_offsets[None, :]).reshape(-1)]
+        self.scratch[masked[masked >= 0]] = True
+        voxels = np.flatnonzero(self.scratch)
+        self.scratch[voxels] = False
+        return voxels
+
+
 def study_voxels(
     coords_mm: np.ndarray, mask_img: nib.Nifti1Image | MaskGrid, radius: float = 10.0
 ) -> np.ndarray:
@@ -89,7 +124,8 @@ def study_voxels(
         The study's peaks in mm, in the mask's space (MNI).
     mask_img : nibabel image or MaskGrid
         The mask defining the grid and the masked-voxel numbering (C order, as in
-        NiMARE's study-by-masked-voxel matrices). Pass a :class:`MaskGrid` in loops.
+        NiMARE's study-by-masked-voxel matrices). Pass a :class:`MaskGrid` in loops: its
+        lookups are built once per radius and reused.
     radius : float
         Sphere radius in mm.
 
@@ -105,16 +141,10 @@ def study_voxels(
     """
     grid = mask_img if isinstance(mask_img, MaskGrid) else MaskGrid.from_img(mask_img)
     ijk = peaks_to_ijk(coords_mm, grid.affine)
-    if len(ijk) == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = sphere_offsets(radius, tuple(grid.zooms))
-    shape = np.asarray(grid.shape, dtype=np.int64)
-    candidates = (ijk[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-    inside = ((candidates >= 0) & (candidates < shape)).all(axis=1)
-    candidates = candidates[inside]
-    flat = (candidates[:, 0] * shape[1] + candidates[:, 1]) * shape[2] + candidates[:, 2]
-    masked = grid.flat_to_masked[flat]
-    return np.unique(masked[masked >= 0]).astype(np.int64)
+    key = ("sphere_index", float(radius))
+    if key not in grid.cache:
+        grid.cache[key] = _SphereIndex(grid, radius)
+    return grid.cache[key].union(ijk)
 
 
 def study_map(
