@@ -239,11 +239,12 @@ def run_fold(
     if result.checkpoint is None:
         raise ConfigError(f"fold {split.fold} finished without a checkpoint in {run_dir}")
     history = _load_state(result.checkpoint)["history"]
-    best_epoch = EarlyStopping.replay(config.patience, history).best_epoch
-    best_checkpoint = min(result.best_checkpoints or [], key=lambda item: item[1]["val_loss"], default=None)
-    if best_checkpoint is None or best_checkpoint[1]["epoch"] != best_epoch:
-        raise ConfigError(f"fold {split.fold}: the best checkpoint (epoch {best_epoch + 1}) is missing from {run_dir}")
-    best_state = _load_state(best_checkpoint[0])["model"]
+    kept = result.best_checkpoints or []
+    if not kept:
+        raise ConfigError(f"fold {split.fold}: Ray kept no scored checkpoint in {run_dir}")
+    best_checkpoint, best_metrics = min(kept, key=lambda item: (item[1]["val_loss"], item[1]["epoch"]))
+    best_epoch = int(best_metrics["epoch"])
+    best_state = _load_state(best_checkpoint)["model"]
     model = CLIP.from_state_dict(best_state)
     test_i, test_t = (torch.as_tensor(a, dtype=torch.float32) for a in test_arrays)
     test = evaluate(model, test_i, test_t, config.batch_size)

@@ -21,3 +21,12 @@ def test_resume_allows_more_epochs_but_not_other_settings_or_data(tmp_path):
         _check_resumable(tmp_path, _run_identity(data, TrainConfig(epochs=5, lr=1e-3), 2))
     with pytest.raises(InputError, match="study_ids_sha256"):
         _check_resumable(tmp_path, _run_identity(pairs(["a", "b", "d"]), TrainConfig(epochs=5), 2))
+
+
+def test_worker_cpu_share_leaves_half_a_cpu_free():
+    from niclip_ray.training.ray_train import worker_cpu_share
+
+    assert worker_cpu_share(1, 1, total_cpus=2) == 1.0
+    assert worker_cpu_share(2, 1, total_cpus=2) == 0.75
+    assert worker_cpu_share(2, 2, total_cpus=2) == 0.375
+    assert worker_cpu_share(4, 2, total_cpus=64) == 1.0
