@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from niclip_ray.errors import ConfigError
+from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
 from niclip_ray.training.loop import (
     EarlyStopping,
@@ -267,6 +267,8 @@ def run_folds(
 
     Raises
     ------
+    InputError
+        When the batch size does not split evenly across the workers.
     ConfigError
         When the cluster cannot hold one fold's workers (Ray would wait forever).
     """
@@ -274,6 +276,8 @@ def run_folds(
 
     from niclip_ray.runtime.session import cluster_cpus, cluster_gpus
 
+    if config.batch_size % scaling.num_workers:
+        raise InputError(f"--batch-size {config.batch_size} must be a multiple of --num-workers {scaling.num_workers}")
     need_cpus = scaling.num_workers * scaling.cpus_per_worker
     if need_cpus > cluster_cpus():
         raise ConfigError(f"{scaling.num_workers} workers x {scaling.cpus_per_worker} CPUs exceed the cluster's {cluster_cpus():g} CPUs")

@@ -30,3 +30,10 @@ def test_worker_cpu_share_leaves_half_a_cpu_free():
     assert worker_cpu_share(2, 1, total_cpus=2) == 0.75
     assert worker_cpu_share(2, 2, total_cpus=2) == 0.375
     assert worker_cpu_share(4, 2, total_cpus=64) == 1.0
+
+
+def test_batch_must_split_evenly_across_workers_before_ray_starts(tmp_path):
+    from niclip_ray.training.ray_train import ScalingOptions, run_folds
+
+    with pytest.raises(InputError, match="multiple of --num-workers 3"):
+        run_folds(np.zeros((9, 2)), np.zeros((9, 3)), [], TrainConfig(batch_size=8), ScalingOptions(num_workers=3), tmp_path)
