@@ -174,7 +174,8 @@ class Decoder:
         """
         from niclip_ray.atlas.maps import load_map
 
-        img = load_map(img, name=name)
+        label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
+        img = load_map(img, name=label)
         data = np.asarray(img.dataobj, dtype=np.float32)
         projector = self.projector
         grid = projector.grid
@@ -186,7 +187,6 @@ class Decoder:
             y = self._samplers.get(data.shape, img.affine)(data)
         beta = projector.solve(projector.X.T @ y)[0]
         if not np.any(beta) or not np.isfinite(beta).all():
-            label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
             raise InputError(f"map {label}: no signal on the atlas (all zero inside the atlas after resampling)")
         return beta
 
@@ -240,8 +240,8 @@ class Decoder:
         """Decode one 3-D map (path or image) into a tidy frame (see :meth:`decode_features`)."""
         if map_id is None:
             map_id = _default_id(img)
-        label = map_id if isinstance(img, nib.spatialimages.SpatialImage) else str(img)
-        return self.decode_features(self.project(img, name=label)[None, :], [map_id], topk)
+        name = map_id if isinstance(img, nib.spatialimages.SpatialImage) else None
+        return self.decode_features(self.project(img, name=name)[None, :], [map_id], topk)
 
 
 def _default_id(img) -> str:
