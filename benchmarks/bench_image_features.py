@@ -90,7 +90,8 @@ def worker_ours(coords_path: str, maps_path: str, n: int) -> dict:
         voxels = [study_voxels(c, grid) for c in groups[first : first + 256]]
         n_out += len(projector.project_voxels(voxels))
     seconds = time.perf_counter() - start
-    return {"n": n, "seconds": seconds, "setup_s": setup, "shape": [n_out, projector.dimension], "peak_rss_mb": peak_rss_mb()}
+    shape = [n_out, projector.dimension]
+    return {"n": n, "seconds": seconds, "setup_s": setup, "shape": shape, "peak_rss_mb": peak_rss_mb()}
 
 
 def measure(kind: str, coords_path: str, maps_path: str, n: int) -> dict:
@@ -129,7 +130,8 @@ def main() -> None:
     print(f"atlas {atlas.atlas_id}; one process, one thread each; studies from NiMARE's n-back/flanker set")
     print(f"{'approach':<10} {'N':>7} {'seconds':>9} {'studies/s/core':>15} {'setup s':>8} {'peak RSS MB':>12}")
     for kind, n, r in rows:
-        print(f"{kind:<10} {n:>7} {r['seconds']:>9.2f} {n / r['seconds']:>15.1f} {r['setup_s']:>8.2f} {r['peak_rss_mb']:>12.0f}")
+        rate = n / r["seconds"]
+        print(f"{kind:<10} {n:>7} {r['seconds']:>9.2f} {rate:>15.1f} {r['setup_s']:>8.2f} {r['peak_rss_mb']:>12.0f}")
     refs = [r for k, _, r in rows if k == "reference"]
     if not refs:
         return

@@ -210,7 +210,9 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
         if STANDIN_MARKER not in readme.read_text(errors="replace"):
             raise ConfigError(f"{root} holds a real DiFuMo cache; build the stand-in in another directory")
         if existing != seed:
-            raise ConfigError(f"{root} holds a stand-in built with seed {existing}; use another directory for seed {seed}")
+            raise ConfigError(
+                f"{root} holds a stand-in built with seed {existing}; use another directory for seed {seed}"
+            )
         if maps_path.is_file():
             return maps_path
     grid = brain_mask_grid()

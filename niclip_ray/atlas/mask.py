@@ -84,7 +84,8 @@ class MaskGrid:
         lookup = np.full(inside.size, -1, dtype=np.int32)
         lookup[inside] = np.arange(int(inside.sum()), dtype=np.int32)
         zooms = np.asarray(mask_img.header.get_zooms()[:3], dtype=np.float64)
-        return cls(tuple(int(s) for s in data.shape), np.asarray(mask_img.affine, float), zooms, lookup, int(inside.sum()))
+        shape = tuple(int(s) for s in data.shape)
+        return cls(shape, np.asarray(mask_img.affine, float), zooms, lookup, int(inside.sum()))
 
     def mask_data(self) -> np.ndarray:
         """The mask as a boolean 3-D array."""

@@ -104,7 +104,11 @@ class Projector:
     """
 
     def __init__(
-        self, atlas: Atlas | str | os.PathLike, grid: MaskGrid | None = None, ridge: float = 1e-6, atlas_id: str | None = None
+        self,
+        atlas: Atlas | str | os.PathLike,
+        grid: MaskGrid | None = None,
+        ridge: float = 1e-6,
+        atlas_id: str | None = None,
     ):
         self.maps_path = Path(atlas.maps_path if isinstance(atlas, Atlas) else atlas)
         self.atlas_id = atlas_id or (atlas.atlas_id if isinstance(atlas, Atlas) else self.maps_path.name)
@@ -121,7 +125,6 @@ class Projector:
         self.X = full[self.rows]  # (n_rows, dimension) CSR, float64
         row_of_grid = np.full(full.shape[0], -1, dtype=np.int64)
         row_of_grid[self.rows] = np.arange(len(self.rows))
-        self._row_of_grid = row_of_grid
         self._row_of_masked = row_of_grid[np.flatnonzero(self.grid.flat_to_masked >= 0)]
         gram = (self.X.T @ self.X).toarray() + self.ridge * np.eye(self.dimension)
         try:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import report_stage, say
+from niclip_ray.atlas.difumo import load_atlas
+from niclip_ray.cli.console import err, report_stage, say
 from niclip_ray.cli.context import options
 from niclip_ray.pipelines import images as images_stage
 from niclip_ray.runtime import ray_session
@@ -35,8 +36,16 @@ def images(
 
     def progress(result: dict) -> None:
         if not result["error"]:
-            say(f"shard {result['shard_id']}: {result['n_rows']} studies, {result['n_failed']} failed", quiet=opts.quiet)
+            line = f"shard {result['shard_id']}: {result['n_rows']} studies, {result['n_failed']} failed"
+            say(line, quiet=opts.quiet)
 
+    atlas = load_atlas(dim, data_dir=atlas_dir, allow_standin=standin)
+    if atlas.standin:
+        err.print(
+            f"warning: using the offline stand-in atlas {atlas.atlas_id} ({atlas.data_dir}), not DiFuMo; "
+            "point --atlas-dir at a nilearn DiFuMo cache for the real atlas",
+            markup=False,
+        )
     with ray_session(opts.ray_options()):
         summary = images_stage.run(
             corpus,

@@ -53,7 +53,9 @@ def test_embed_images_writes_features(ray_local, small_corpus, atlas_dir, tmp_pa
     argv = ["embed", "images", "--corpus", str(small_corpus), "--out", str(out)]
     argv += ["--atlas-dir", str(atlas_dir), "--dim", "64", "--shard-size", "4", "--num-actors", "1"]
     assert run(argv) == 0
-    assert "images: 6 ok, 0 failed rows in 2 shards" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "images: 6 ok, 0 failed rows in 2 shards" in printed.out
+    assert "stand-in atlas difumo64-2mm-standin-seed0" in printed.err
     table = read_parts(out)
     assert table.num_rows == 6 and tensor_to_numpy(table["embedding"]).shape == (6, 64)
     assert np.isfinite(tensor_to_numpy(table["embedding"])).all()
