@@ -26,6 +26,9 @@ def test_version(capsys):
 
 
 def test_info_reports_versions_mode_atlases_and_models(capsys, monkeypatch, tmp_path):
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the session fixture may be running
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cache = tmp_path / "difumo_atlases" / "64" / "2mm"
     cache.mkdir(parents=True)

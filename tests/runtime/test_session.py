@@ -57,6 +57,9 @@ def test_malformed_address(address):
 
 
 def test_describe_mode(monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the session fixture may be running
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert describe_mode(RayOptions(num_cpus=2)) == "embedded local Ray (2 CPUs, dashboard off)"
     assert describe_mode(RayOptions(address="auto")) == "connect to the Ray cluster at auto"
