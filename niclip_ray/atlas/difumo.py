@@ -293,8 +293,9 @@ def load_atlas(
         return _from_cache(found[0])
     if not allow_standin:
         where = ", ".join(str(d) for d in dirs)
+        only = " (only a stand-in)" if found else ""
         raise ConfigError(
-            f"no DiFuMo {dimension} atlas in {where}; point --atlas-dir at a nilearn data directory "
+            f"no DiFuMo {dimension} atlas in {where}{only}; point --atlas-dir at a nilearn data directory "
             "holding difumo_atlases/, or allow the offline stand-in"
         )
     standin_dir = default_standin_dir(seed)

@@ -69,6 +69,11 @@ def test_missing_atlas_without_standin_is_a_clear_error(tmp_path):
         load_atlas(100, data_dir=tmp_path)
 
 
+def test_no_standin_refuses_a_standin_directory(standin64):
+    with pytest.raises(ConfigError, match=r"only a stand-in"):
+        load_atlas(64, data_dir=standin64.data_dir, allow_standin=False)
+
+
 def test_another_seed_needs_another_directory(standin64):
     with pytest.raises(ConfigError, match="seed 0"):
         build_standin(standin64.data_dir, 64, seed=3)
