@@ -85,10 +85,14 @@ class Atlas:
         return nib.load(str(self.maps_path))
 
 
+def atlas_cache_root() -> Path:
+    """Root of niclip-ray's atlas caches: ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
+    return Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases")).expanduser()
+
+
 def default_standin_dir(seed: int = 0) -> Path:
-    """Where built stand-ins are cached: under ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
-    root = Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases"))
-    return root.expanduser() / f"standin-v{STANDIN_VERSION}-seed{seed}"
+    """Where built stand-ins are cached, under :func:`atlas_cache_root`."""
+    return atlas_cache_root() / f"standin-v{STANDIN_VERSION}-seed{seed}"
 
 
 def _check_dimension(dimension: int) -> int:

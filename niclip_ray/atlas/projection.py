@@ -21,7 +21,10 @@ to the same grid with continuous interpolation (``resample_to_img``), then NaN/i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +34,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from niclip_ray.atlas.difumo import Atlas
+from niclip_ray.atlas.difumo import Atlas, atlas_cache_root
 from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
 from niclip_ray.atlas.maps import iter_volumes, load_map
 from niclip_ray.errors import ConfigError, InputError
@@ -78,6 +81,48 @@ def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid, interpolation: st
     return sp.csc_matrix((data, indices, indptr), shape=(n_grid, len(columns)))
 
 
+def _matrix_key(maps_path: Path, grid: MaskGrid, interpolation: str) -> str:
+    stat = maps_path.stat()
+    digest = hashlib.sha256(
+        json.dumps([str(maps_path.resolve()), stat.st_size, stat.st_mtime_ns, grid.shape, interpolation]).encode()
+    )
+    digest.update(np.asarray(grid.affine, dtype=np.float64).tobytes())
+    digest.update(np.packbits(grid.flat_to_masked >= 0).tobytes())
+    return digest.hexdigest()[:24]
+
+
+def cached_atlas_matrix(
+    maps_path: str | os.PathLike,
+    grid: MaskGrid,
+    interpolation: str = "linear",
+    cache_dir: str | os.PathLike | None = None,
+) -> sp.csc_matrix:
+    """:func:`atlas_matrix`, with a resampled atlas kept on disk for the next process.
+
+    Resampling 512 DiFuMo maps to the grid takes about a minute; every Ray actor of every
+    run would repeat it. The result is saved as ``.npz`` under ``cache_dir`` (default
+    ``<atlas cache>/resampled``), keyed by the maps file (path, size, mtime), the grid and
+    the interpolation, and written atomically. Maps already on the grid are read directly.
+    """
+    maps_path = Path(maps_path)
+    img = nib.load(str(maps_path))
+    if _on_grid(img.shape, img.affine, grid):
+        return atlas_matrix(maps_path, grid, interpolation)
+    cache_dir = Path(cache_dir) if cache_dir is not None else atlas_cache_root() / "resampled"
+    path = cache_dir / f"{_matrix_key(maps_path, grid, interpolation)}.npz"
+    if path.is_file():
+        try:
+            return sp.load_npz(path).tocsc()
+        except (OSError, ValueError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)  # unreadable: rebuild it
+    matrix = atlas_matrix(maps_path, grid, interpolation)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{path.stem}.{os.getpid()}.tmp.npz"
+    sp.save_npz(tmp, matrix, compressed=False)
+    os.replace(tmp, path)
+    return matrix
+
+
 class Projector:
     """One atlas on one grid, with the normal-equation factor computed once.
 
@@ -94,6 +139,8 @@ class Projector:
         Added to the diagonal of ``X'X``.
     atlas_id : str, optional
         Identifier recorded with the results (default: the atlas's, or the file name).
+    cache_dir : path, optional
+        Where an atlas resampled to the grid is kept (see :func:`cached_atlas_matrix`).
 
     Attributes
     ----------
@@ -109,12 +156,13 @@ class Projector:
         grid: MaskGrid | None = None,
         ridge: float = 1e-6,
         atlas_id: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ):
         self.maps_path = Path(atlas.maps_path if isinstance(atlas, Atlas) else atlas)
         self.atlas_id = atlas_id or (atlas.atlas_id if isinstance(atlas, Atlas) else self.maps_path.name)
         self.grid = grid if grid is not None else brain_mask_grid()
         self.ridge = float(ridge)
-        full = atlas_matrix(self.maps_path, self.grid).tocsr()
+        full = cached_atlas_matrix(self.maps_path, self.grid, cache_dir=cache_dir).tocsr()
         self.dimension = full.shape[1]
         empty = np.flatnonzero(np.diff(full.tocsc().indptr) == 0)
         if len(empty):

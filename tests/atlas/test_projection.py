@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from nilearn.datasets import load_sample_motor_activation_image
 from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMapsMasker, NiftiMasker
@@ -108,7 +109,15 @@ def test_atlas_on_another_grid_matches_nifti_maps_masker(tmp_path):
     volume *= grid.mask_data()
     image = nib.Nifti1Image(volume, grid.affine)
     reference = np.ravel(NiftiMapsMasker(str(path), standardize=False).fit_transform(image))
-    assert_close(Projector(path).project_image(image), reference)
+    cache = tmp_path / "cache"
+    assert_close(Projector(path, cache_dir=cache).project_image(image), reference)
+    (kept,) = cache.glob("*.npz")  # the resampled atlas is kept
+    stamp = kept.stat().st_mtime_ns
+    assert_close(Projector(path, cache_dir=cache).project_image(image), reference)
+    assert kept.stat().st_mtime_ns == stamp, "the second projector read the kept matrix"
+    kept.write_bytes(b"corrupt")
+    assert_close(Projector(path, cache_dir=cache).project_image(image), reference)
+    assert sp.load_npz(kept).shape[1] == 8, "a corrupt entry is rebuilt"
 
 
 def test_projector_is_cached_per_process(standin64, projector):
