@@ -76,3 +76,27 @@ def test_collect_maps_errors(tmp_path):
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), same)
     with pytest.raises(InputError, match="given twice"):
         collect_maps([same, same])
+
+
+def test_fetch_guards_nilearns_silent_empty_result(tmp_path, monkeypatch):
+    """nilearn's fetcher logs a network error and returns an empty Bunch; that must be an error."""
+    import nilearn.datasets
+    from sklearn.utils import Bunch
+
+    calls = []
+
+    def empty(collection_ids, data_dir, verbose):
+        calls.append((collection_ids, data_dir))
+        return Bunch(images=[], images_meta=[])
+
+    monkeypatch.setattr(nilearn.datasets, "fetch_neurovault_ids", empty)
+    with pytest.raises(InputError, match="collection 457 returned no image"):
+        find_collection(457, tmp_path, download=True)
+    assert calls == [([457], str(tmp_path))]
+
+    def broken(collection_ids, data_dir, verbose):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(nilearn.datasets, "fetch_neurovault_ids", broken)
+    with pytest.raises(InputError, match="could not fetch NeuroVault collection 457: no route"):
+        find_collection(457, tmp_path, download=True)
