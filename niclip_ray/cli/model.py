@@ -28,6 +28,9 @@ def import_reference(
     ] = None,
     full: Annotated[bool, typer.Option("--full", help="Use the full Cognitive Atlas instead of the reduced set.")] = False,
     dim: Annotated[int | None, typer.Option("--dim", help="DiFuMo dimension (default: the image head width).")] = None,
+    atlas_dir: Annotated[
+        Path | None, typer.Option("--atlas-dir", help="nilearn data dir that must hold the real DiFuMo (checked).")
+    ] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask NIfTI (the resampling grid).")] = None,
     logit_scale: Annotated[
         float, typer.Option("--logit-scale", help="Decoding scale stored in the bundle (the paper's jobs use 20).")
@@ -55,6 +58,7 @@ def import_reference(
         mask=mask,
         logit_scale=logit_scale,
         embedding_kind=embedding_kind,
+        atlas_dir=atlas_dir,
     )
     path = save_bundle(out_dir, bundle.state_dict, bundle.config, bundle.vocabulary, bundle.ontology, mask_file=mask)
     say(

@@ -82,6 +82,7 @@ def bundle_from_reference(
     logit_scale: float | None = 20.0,
     embedding_kind: str | None = None,
     text_model_id: str | None = None,
+    atlas_dir: str | Path | None = None,
 ) -> Bundle:
     """Build an in-memory bundle from the reference's artifacts.
 
@@ -110,12 +111,17 @@ def bundle_from_reference(
         Default: read from the embedding file name, else ``combined``.
     text_model_id : str, optional
         Default: the ``embedding-{Model}`` tag of the embedding file name.
+    atlas_dir : path, optional
+        nilearn data directory that must hold the real DiFuMo at ``dim`` (checked now, so
+        that decoding later does not find only a stand-in).
 
     Raises
     ------
     InputError
         On unreadable files, inconsistent sizes, or a vocabulary whose order differs from
         the ontology's.
+    ConfigError
+        When ``atlas_dir`` holds no real DiFuMo of dimension ``dim``.
     """
     state = load_reference_weights(model)
     names = read_vocabulary_txt(vocabulary)
@@ -137,6 +143,10 @@ def bundle_from_reference(
     table = make_vocabulary(names, {kind: emb}, prior, term_ids=term_ids, definitions=definitions)
     image_dim = int(state["image_model.model.0.fc.weight"].shape[1]) if "image_model.model.0.fc.weight" in state else None
     dim = int(dim) if dim is not None else image_dim
+    if atlas_dir is not None:
+        from niclip_ray.atlas.difumo import load_atlas
+
+        load_atlas(dimension=dim, data_dir=atlas_dir, allow_standin=False)  # ConfigError unless real DiFuMo
     if mask is not None and not Path(mask).is_file():
         raise InputError(f"mask {mask} does not exist")
     config = {

@@ -66,3 +66,13 @@ def test_inconsistent_files_are_clear_errors(files, tmp_path):
     np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError, match="cannot read prior"):
         bundle_from_reference(**{**paths, "vocabulary_prior": tmp_path / "pickled.npy"})
+
+
+def test_atlas_dir_must_hold_the_real_difumo(files, tmp_path):
+    from niclip_ray.decoding.toy import toy_atlas
+    from niclip_ray.errors import ConfigError
+
+    paths, *_ = files
+    toy_atlas(tmp_path / "atlas", dimension=64)
+    with pytest.raises(ConfigError, match="no DiFuMo 64 atlas"):
+        bundle_from_reference(**paths, dim=64, atlas_dir=tmp_path / "atlas")
