@@ -295,7 +295,9 @@ def load_model(spec: ModelSpec, *, dtype: str = "auto", device: str = "auto") ->
     torch_dtype = resolve_dtype(dtype, device)
     files = locate(spec.base, "base model" if spec.adapter else "model")
     verbosity = transformers.logging.get_verbosity()
+    bars = transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()  # load reports list the LM head we drop on purpose
+    transformers.logging.disable_progress_bar()  # one bar per actor would flood the driver's log
     try:
         tokenizer = AutoTokenizer.from_pretrained(files.directory, local_files_only=True, **files.kwargs())
         if spec.adapter:
@@ -314,6 +316,8 @@ def load_model(spec: ModelSpec, *, dtype: str = "auto", device: str = "auto") ->
         raise InputError(f"cannot load model {spec.model_id} from {files.directory}: {exc}") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
     model.config.use_cache = False  # no KV cache: every window is one forward pass
     model = model.to(device).eval()
     return LoadedModel(spec, tokenizer, model, info, device, torch_dtype)
