@@ -291,3 +291,15 @@ def test_checkpoint_missing_tensors_is_refused(causal_dir, tmp_path):
     save_file({k: v for k, v in tensors.items() if "layers.1." not in k}, tmp_path / "model.safetensors")
     with pytest.raises(InputError, match="lacks .* weight tensors .*layers.1"):
         TextEmbedder(str(tmp_path))
+
+
+def test_gguf_files_and_directories_resolve_to_the_file(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "m.Q4.gguf").write_bytes(b"GGUF")
+    spec = resolve_model(str(tmp_path / "one"))
+    assert spec.base == str(tmp_path / "one" / "m.Q4.gguf") and spec.adapter is None
+    assert resolve_model(str(tmp_path / "one" / "m.Q4.gguf")).base == spec.base
+    (tmp_path / "one" / "other.gguf").write_bytes(b"GGUF")
+    with pytest.raises(InputError, match="several .gguf files"):
+        resolve_model(str(tmp_path / "one"))
+    assert resolve_model("smollm2-135m").base.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")

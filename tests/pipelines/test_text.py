@@ -106,3 +106,16 @@ def test_process_texts_keeps_the_schema_when_every_row_fails():
     assert table["error"].to_pylist() == ["no body text", "text is not valid Unicode (lone surrogate at character 0)"]
     assert table["embedding"].null_count == 2 and table["embedding"].type.shape == [384]
     assert table["n_tokens"].to_pylist() == [0, 0]
+
+
+def test_worker_shape_is_one_actor_per_gpu_else_fractional_cpu_actors(monkeypatch):
+    from niclip_ray.runtime import session
+
+    monkeypatch.setattr(session, "cluster_gpus", lambda: 4.0)
+    monkeypatch.setattr(session, "cluster_cpus", lambda: 64.0)
+    assert text_stage.worker_shape(None) == text_stage.WorkerShape(4, 1.0, 1.0, None)
+    assert text_stage.worker_shape(2).num_actors == 2
+    monkeypatch.setattr(session, "cluster_gpus", lambda: 0.0)
+    monkeypatch.setattr(session, "cluster_cpus", lambda: 2.0)
+    assert text_stage.worker_shape(None) == text_stage.WorkerShape(1, 1.5, 0.0, 2)
+    assert text_stage.worker_shape(2) == text_stage.WorkerShape(2, 0.75, 0.0, 1)
