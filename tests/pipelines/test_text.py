@@ -119,3 +119,19 @@ def test_worker_shape_is_one_actor_per_gpu_else_fractional_cpu_actors(monkeypatc
     monkeypatch.setattr(session, "cluster_cpus", lambda: 2.0)
     assert text_stage.worker_shape(None) == text_stage.WorkerShape(1, 1.5, 0.0, 2)
     assert text_stage.worker_shape(2) == text_stage.WorkerShape(2, 0.75, 0.0, 1)
+
+
+def test_manifest_flags_bytes_that_are_not_utf8(tmp_path):
+    import pyarrow as pa
+
+    studies = pa.table({
+        "study_id": ["a", "b", "c"],
+        "abstract": pa.array([b"caf\xc3\xa9 task", b"bad \xff byte", b"   "], pa.binary()),
+    })  # fmt: skip
+    pq.write_table(studies, tmp_path / "studies.parquet")
+    pq.write_table(pa.table({"study_id": ["a"], "x": [0.0], "y": [0.0], "z": [0.0]}), tmp_path / "coordinates.parquet")
+    items = text_stage.text_items(tmp_path, "abstract")
+    assert [item["text"] for item in items] == ["café task", None, None]
+    assert [item["input_error"] for item in items] == [
+        "", "abstract is not valid UTF-8 (byte 0xff at offset 4)", "whitespace-only abstract"
+    ]  # fmt: skip
