@@ -17,8 +17,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/niclip-ray corpus ingest nimare:nback_vs_flanker --out $(OUT)/corpus
-	$(BIN)/niclip-ray corpus info $(OUT)/corpus
+	$(BIN)/niclip-ray demo --out $(OUT)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

@@ -16,6 +16,7 @@ from niclip_ray.cli.console import err
 from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.baselines import app as baselines_app
 from niclip_ray.cli.corpus import app as corpus_app
+from niclip_ray.cli.demo import demo
 from niclip_ray.cli.decode import decode
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
@@ -43,6 +44,7 @@ app.add_typer(embed_app, name="embed")
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(cluster_app, name="cluster")
+app.command()(demo)
 app.command()(info)
 app.command()(pipeline)
 app.command()(evaluate)

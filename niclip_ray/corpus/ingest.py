@@ -71,9 +71,8 @@ class IngestSummary:
         )
 
 
-def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tuple[Corpus, IngestSummary]:
-    """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet."""
-    corpus = validate(read_source(source, allow_pickle))
+def write_corpus(corpus: Corpus, out_dir: str | Path, source: str) -> IngestSummary:
+    """Write validated corpus tables (``studies``, ``coordinates``, ``errors``) and ``corpus.json``."""
     out_dir = Path(out_dir)
     write_parquet_atomic(pa.Table.from_pandas(corpus.studies, preserve_index=False), out_dir / FILES["studies"])
     write_parquet_atomic(pa.Table.from_pandas(corpus.coordinates, preserve_index=False), out_dir / FILES["coordinates"])
@@ -88,7 +87,13 @@ def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tupl
         n_with_body=int((corpus.studies["body"] != "").sum()),
     )
     (out_dir / "corpus.json").write_text(json.dumps({"source": source, **_counts(summary)}, indent=2))
-    return corpus, summary
+    return summary
+
+
+def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tuple[Corpus, IngestSummary]:
+    """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet."""
+    corpus = validate(read_source(source, allow_pickle))
+    return corpus, write_corpus(corpus, out_dir, source)
 
 
 def _counts(summary: IngestSummary) -> dict:

@@ -117,6 +117,7 @@ def write_report(
     title: str = "NiCLIP decoding report",
     top_n: int = 5,
     truth: pd.DataFrame | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -144,6 +145,8 @@ def write_report(
     truth : DataFrame, optional
         True labels (long or wide layout, see :func:`~niclip_ray.evaluation.load_truth`),
         shown under each map.
+    tables : mapping of heading to DataFrame, optional
+        Further result tables (e.g. a known-answer check), shown after the metrics.
 
     Returns
     -------
@@ -166,6 +169,10 @@ def write_report(
     body.append(html_table(metrics, METRIC_COLUMNS))
     if not metrics.empty:
         body.append(_img_tag(figures.plot_metrics(metrics, out / "metrics.png"), "hit@k against the null"))
+
+    for heading, table in (tables or {}).items():
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body.append(html_table(table))
 
     body.append("<h2>Decoded maps and top predictions</h2>")
     for map_id, source in maps.items():

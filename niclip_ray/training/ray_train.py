@@ -161,6 +161,7 @@ def train_loop_per_worker(config: dict) -> None:
         module = _unwrap(model)
         row = epoch_record(epoch, train_loss, evaluate(module, val_i, val_t, cfg.batch_size), module.logit_scale.item())
         row["train_seconds"] = seconds
+        row["fold"] = config["fold"]
         history.append(row)
         stopper.update(epoch, row["val_loss"])
         with tempfile.TemporaryDirectory() as tmp:

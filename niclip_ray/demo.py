@@ -1,0 +1,295 @@
+"""The main job: NiCLIP end to end on real shipped data, with baselines, evaluation and a report.
+
+Stages (each skipped or resumed when its output already exists, so a rerun is cheap):
+
+1. corpus      NiMARE's n-back/flanker studyset (real abstracts and peaks).
+2. atlas       DiFuMo from ``atlas_dir``, else the deterministic offline stand-in.
+3. features    MKDA + DiFuMo image features and language-model text features (Ray Data).
+4. train       CLIP heads, k-fold cross-validation, Ray Train DDP; a model bundle.
+5. vocabulary  The bundled ontology's tasks embedded by the same model; prior over the
+               selected fold's training documents; attached to the bundle.
+6. maps        MKDA maps of the selected fold's held-out studies, and nilearn's real motor map.
+7. decode      Every map decoded by the bundle (Ray Data).
+8. baselines   Neurosynth-style and GC-LDA decoders fitted on the same training studies.
+9. evaluate    recall@k, hit@k, best rank and MRR against a permutation null, per backend;
+               the n-back vs flanker known-answer check.
+10. report     ``report/report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from niclip_ray.corpus import load_corpus
+from niclip_ray.corpus.ingest import read_source, write_corpus
+from niclip_ray.corpus.schema import Corpus, validate
+
+SOURCE = "nimare:nback_vs_flanker"
+#: The task each study label of the corpus stands for, in the bundled ontology.
+LABEL_TASKS = {"n-back": "n-back task", "flanker": "eriksen flanker task"}
+MOTOR_TASK = "motor fMRI task paradigm"
+MOTOR_MAP_ID = "motor-neurovault-10426"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs; :meth:`quick` is a reduced mode for tests and CI."""
+
+    out_dir: Path
+    model: str = "smollm2-135m"
+    section: str = "abstract"
+    dimension: int = 512
+    atlas_dir: Path | None = None
+    max_studies: int | None = None
+    folds: int = 5
+    epochs: int = 50
+    batch_size: int = 64
+    patience: int = 10
+    num_workers: int = 2
+    permutations: int = 1000
+    seed: int = 0
+    baselines: dict = field(
+        default_factory=lambda: {"gclda": {"n_topics": 10, "n_iters": 200}, "neurosynth": {}}
+    )
+
+    @classmethod
+    def quick(cls, out_dir: Path, **changes) -> DemoSettings:
+        """A few-minute run: 60 studies, a 64-component atlas, 3 short folds, small nulls."""
+        quick = cls(
+            out_dir=Path(out_dir), dimension=64, max_studies=60, folds=3, epochs=4, patience=2,
+            batch_size=16, num_workers=1, permutations=200,
+            baselines={"gclda": {"n_topics": 4, "n_iters": 20}, "neurosynth": {}},
+        )
+        return replace(quick, **changes)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things, and its headline tables."""
+
+    report: Path
+    summary: pd.DataFrame
+    known_answer: pd.DataFrame
+    paths: dict[str, Path]
+
+
+Say = Callable[[str], None]
+
+
+def subset_studies(corpus: Corpus, n: int, seed: int) -> Corpus:
+    """A seeded subset of ``n`` studies, balanced across labels as far as they allow."""
+    studies = corpus.studies
+    if n >= len(studies):
+        return corpus
+    rng = np.random.default_rng(seed)
+    groups = {label: frame.index.to_numpy() for label, frame in studies.groupby("label")}
+    per_label = max(1, n // len(groups))
+    keep = np.concatenate([rng.permutation(idx)[:per_label] for idx in groups.values()])
+    kept = studies.loc[np.sort(keep)].reset_index(drop=True)
+    ids = set(kept["study_id"])
+    coords = corpus.coordinates[corpus.coordinates["study_id"].isin(ids)].reset_index(drop=True)
+    return Corpus(kept, coords, corpus.errors)
+
+
+def stage_corpus(settings: DemoSettings, say: Say) -> Path:
+    """Ingest the shipped studyset (a seeded subset with ``max_studies``)."""
+    out = settings.out_dir / "corpus"
+    if (out / "studies.parquet").is_file():
+        say(f"corpus: reusing {out}")
+        return out
+    corpus = validate(read_source(SOURCE))
+    if settings.max_studies:
+        corpus = subset_studies(corpus, settings.max_studies, settings.seed)
+    say(write_corpus(corpus, out, SOURCE).line())
+    return out
+
+
+def stage_atlas(settings: DemoSettings, say: Say) -> Path:
+    """The DiFuMo data directory: the given one, else a cached stand-in build."""
+    from niclip_ray.atlas.difumo import build_standin, default_standin_dir
+
+    if settings.atlas_dir is not None:
+        return Path(settings.atlas_dir)
+    atlas_dir = default_standin_dir(settings.seed)
+    build_standin(atlas_dir, settings.dimension, seed=settings.seed)
+    say(f"atlas: offline stand-in DiFuMo-{settings.dimension} in {atlas_dir} (no real DiFuMo cache given)")
+    return atlas_dir
+
+
+def write_study_maps(corpus_dir: Path, study_ids: list[str], out_dir: Path) -> dict[str, Path]:
+    """Write each study's MKDA map (10 mm binary spheres on the 2 mm MNI grid) as NIfTI."""
+    from niclip_ray.atlas.mask import load_brain_mask
+    from niclip_ray.features.mkda import study_map
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mask = load_brain_mask()
+    inside = np.asarray(mask.dataobj).astype(bool)
+    coords = load_corpus(corpus_dir).coordinates.groupby("study_id")
+    paths = {}
+    for sid in study_ids:
+        path = out_dir / f"study-{sid}.nii.gz"
+        if not path.is_file():
+            indices, values = study_map(coords.get_group(sid)[["x", "y", "z"]].to_numpy(float), mask)
+            flat = np.zeros(int(inside.sum()), dtype=np.float32)
+            flat[indices] = values
+            volume = np.zeros(inside.shape, dtype=np.float32)
+            volume[inside] = flat
+            nib.save(nib.Nifti1Image(volume, mask.affine), path)
+        paths[f"study-{sid}"] = path
+    return paths
+
+
+def truth_table(map_labels: dict[str, str], ontology) -> pd.DataFrame:
+    """True task, concepts and domains of each map, from the ontology's hierarchy."""
+    from niclip_ray.evaluation import truth_from_labels
+
+    domain_names = ontology.domains.set_index("domain_id")["name"]
+    concepts = ontology.concepts.set_index("name")["domain_id"]
+    tasks = {**LABEL_TASKS, "motor": MOTOR_TASK}
+    label_terms = {}
+    for label, task in tasks.items():
+        linked = ontology.concepts_of(task)
+        label_terms[label] = {
+            "task": [task],
+            "concept": linked,
+            "domain": sorted({domain_names[concepts[c]] for c in linked}),
+        }
+    return truth_from_labels(map_labels, label_terms)
+
+
+def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> DemoResult:
+    """Run every stage on an embedded (or given) Ray and write the report.
+
+    Parameters
+    ----------
+    settings : DemoSettings
+    say : callable
+        Receives progress lines.
+    ray_options : niclip_ray.runtime.RayOptions, optional
+    """
+    from nilearn.datasets import load_sample_motor_activation_image
+
+    from niclip_ray.baselines.run import run_baselines
+    from niclip_ray.decoding.bundle import attach_vocabulary, load_bundle
+    from niclip_ray.decoding.inputs import collect_maps
+    from niclip_ray.evaluation import evaluate, load_predictions, write_results
+    from niclip_ray.evaluation.known_answer import known_answer_test, own_term_first
+    from niclip_ray.ontology import load_ontology
+    from niclip_ray.pipelines import decode, features
+    from niclip_ray.pipelines import text as text_stage
+    from niclip_ray.report import methods_text, read_curves, write_report
+    from niclip_ray.runtime import ray_session
+    from niclip_ray.runtime.session import cluster_cpus
+    from niclip_ray.training.cv import train_cross_validated
+    from niclip_ray.training.data import load_pairs
+    from niclip_ray.training.loop import TrainConfig
+    from niclip_ray.training.ray_train import ScalingOptions, worker_cpu_share
+
+    out = Path(settings.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
+    paths = {"corpus": stage_corpus(settings, say), "atlas": stage_atlas(settings, say)}
+    ontology = load_ontology("builtin")
+    paths.update(features=out / "features", train=out / "train", maps=out / "maps", decode=out / "decode",
+                 baselines=out / "baselines", evaluation=out / "evaluation", report=out / "report")
+    with ray_session(ray_options):
+        image_summary, text_summary = features.run(
+            paths["corpus"], paths["features"],
+            image_options={"dimension": settings.dimension, "atlas_dir": paths["atlas"]},
+            text_options={"model": settings.model, "section": settings.section},
+        )
+        say(image_summary.line())
+        say(text_summary.line())
+
+        bundle_path = paths["train"] / "bundle"
+        if not (bundle_path / "manifest.json").is_file():
+            pairs = load_pairs(paths["features"] / "images", paths["features"] / "text", section=settings.section)
+            config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                                 patience=settings.patience, seed=settings.seed)
+            share = worker_cpu_share(settings.num_workers, 1, cluster_cpus())
+            scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
+            report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
+                                           print_epochs=False)
+            bundle_path = report.bundle
+            say(f"train: {settings.folds} folds, selected fold {report.selected_fold} -> {bundle_path}")
+        else:
+            say(f"train: reusing {bundle_path}")
+        bundle = load_bundle(bundle_path)
+        split = bundle.config["training"]["split"]
+
+        vocabulary_path = out / "vocabulary.parquet"
+        if not vocabulary_path.is_file():
+            build = text_stage.build_vocabulary_table(
+                ontology.tasks, paths["features"] / "text", model=settings.model, train_ids=split["train"]
+            )
+            build.provenance["ontology"] = "builtin"
+            text_stage.write_vocabulary_file(build, vocabulary_path)
+        if bundle.vocabulary is None:
+            from niclip_ray.decoding.vocabulary import read_vocabulary
+
+            bundle = attach_vocabulary(bundle_path, read_vocabulary(vocabulary_path), ontology)
+        say(f"vocabulary: {len(bundle.vocabulary)} tasks -> {vocabulary_path}")
+
+        studies = load_corpus(paths["corpus"]).studies.set_index("study_id")
+        maps = write_study_maps(paths["corpus"], split["test"], paths["maps"] / "heldout")
+        motor = paths["maps"] / f"{MOTOR_MAP_ID}.nii.gz"
+        if not motor.is_file():
+            shutil.copyfile(load_sample_motor_activation_image(), motor)  # nilearn returns the file path
+        maps[MOTOR_MAP_ID] = motor
+        map_labels = {m: studies.at[m.removeprefix("study-"), "label"] for m in maps if m.startswith("study-")}
+        map_labels[MOTOR_MAP_ID] = "motor"
+
+        summary = decode.run(collect_maps(list(maps.values())), bundle_path, paths["decode"], topk=None,
+                             atlas_dir=paths["atlas"])
+        say(summary.line())
+    niclip = load_predictions(paths["decode"]).assign(backend="niclip")
+
+    baseline_file = paths["baselines"] / "decode" / "part-00000.parquet"
+    if baseline_file.is_file():
+        baselines = load_predictions(baseline_file)
+        say(f"baselines: reusing {baseline_file}")
+    else:
+        baselines, baseline_file = run_baselines(
+            paths["corpus"], split["train"], bundle.vocabulary["name"].tolist(), maps, paths["baselines"],
+            params=settings.baselines,
+        )
+        say(f"baselines: Neurosynth and GC-LDA fitted on {len(split['train'])} studies -> {baseline_file}")
+
+    truth = truth_table(map_labels, ontology)
+    predictions = pd.concat([niclip, baselines], ignore_index=True)
+    result = evaluate(predictions, truth, n_permutations=settings.permutations, seed=settings.seed,
+                      dataset="nback-flanker")
+    write_results(result, paths["evaluation"], dataset="nback-flanker")
+    study_labels = {m: label for m, label in map_labels.items() if label in LABEL_TASKS}
+    known = pd.concat(
+        [
+            known_answer_test(own_term_first(frame, study_labels, LABEL_TASKS), settings.permutations, settings.seed)
+            .assign(backend=backend)
+            for backend, frame in predictions.groupby("backend")
+        ],
+        ignore_index=True,
+    )
+    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False)
+
+    curves = pd.concat(
+        [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True
+    )
+    methods = methods_text(
+        corpus=f"NiMARE's n-back/flanker studyset ({len(studies)} studies with abstracts)",
+        n_train=len(split["train"]), n_maps=len(maps), vocabulary_size=len(bundle.vocabulary),
+        k={"task": 4, "concept": 4, "domain": 2}, n_permutations=settings.permutations, seed=settings.seed,
+        text_model=settings.model, baselines=settings.baselines,
+    )
+    report = write_report(paths["report"], maps=maps, predictions=predictions, metrics=result.summary,
+                          curves=curves, methods=methods, truth=truth,
+                          tables={"Known-answer check: own task ranked above the other label's task": known},
+                          title="NiCLIP demo: n-back vs flanker studies and a motor map")
+    return DemoResult(report, result.summary, known, paths)
