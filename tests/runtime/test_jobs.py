@@ -177,3 +177,59 @@ def test_job_round_trip_on_a_local_head(ray_head, tmp_path, capsys, monkeypatch)
 
     assert run(bad) == 1  # a failed job is retried under a new id, not attached to
     assert f"{sid}-r2" in capsys.readouterr().out
+
+
+def _command(path):
+    import typer
+
+    from niclip_ray.cli.main import app
+
+    command = typer.main.get_command(app)
+    for word in path:
+        command = command.commands[word]
+    return command
+
+
+def _sections(config, path=()):
+    for key, value in config.items():
+        if key == "steps":
+            continue
+        try:
+            command = _command([*path, key])
+        except KeyError:
+            raise AssertionError(f"{' '.join([*path, key])} is not a niclip-ray command") from None
+        if hasattr(command, "commands"):
+            yield from _sections(value, (*path, key))
+        else:
+            yield (*path, key), command, value
+
+
+def test_paper_run_config_names_real_commands_and_options(capsys):
+    config = load_run_config(REPO / "jobs" / "paper.yaml")
+    for path, command, options in _sections(config):
+        names = {p.name for p in command.params}
+        assert set(options) <= names, f"{' '.join(path)}: unknown options {set(options) - names}"
+    for step in config["steps"]:
+        _command(step)
+    assert run(["pipeline", str(REPO / "jobs" / "paper.yaml"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "[7/7]" in printed and "--config" in printed
+
+
+def test_pipeline_runs_steps_in_order_and_stops_on_failure(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "corpus": {"ingest": {"source": "nimare:neurosynth_laird", "out_dir": str(out)},
+                   "info": {"corpus_dir": str(out)}},
+        "steps": [["corpus", "ingest"], ["corpus", "info"]],
+    }))
+    assert run(["pipeline", str(config)]) == 0
+    assert (out / "studies.parquet").is_file()
+    assert "[2/2]" in capsys.readouterr().out
+    config.write_text(yaml.safe_dump({"corpus": {"info": {"corpus_dir": str(tmp_path / "nope")}},
+                                      "steps": [["corpus", "info"], ["corpus", "info"]]}))
+    assert run(["pipeline", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert "step 1 (corpus info) exited 1; rerun with --start 1" in captured.err
+    assert "[2/2]" not in captured.out
