@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -112,11 +113,32 @@ def run_shard(process: ProcessFn, shard_id: int, items: list[dict], out_dir: str
         return {"shard_id": shard_id, "n_rows": 0, "n_failed": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def use_assigned_cpus() -> int:
+    """Size this actor's thread pools to its CPU share, rounded up.
+
+    Ray starts workers with ``OMP_NUM_THREADS=1`` when their share is fractional, so an
+    actor holding 1.5 of 2 CPUs would run torch and BLAS on one thread. Returns the
+    thread count set.
+    """
+    import sys
+
+    import ray
+    from threadpoolctl import threadpool_limits
+
+    share = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    threads = max(1, math.ceil(share - 1e-6))
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
+
+
 class ShardWriter:
     """Ray Data callable class: builds the stage's process function once per actor."""
 
     def __init__(self, factory: Callable[[], ProcessFn], out_dir: str):
         self.process = factory()
+        self.threads = use_assigned_cpus()
         self.out_dir = out_dir
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

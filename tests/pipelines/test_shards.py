@@ -84,3 +84,23 @@ def test_truncated_part_file_is_recomputed(ray_local, tmp_path):
     again = run_stage("toy", ITEMS, key="id", out_dir=tmp_path, factory=make_square, params={}, shard_size=5)
     assert again.n_skipped == 1 and again.n_rows == 10
     assert pq.read_table(shard_path(tmp_path, 1)).num_rows == 5
+
+
+def make_thread_probe():
+    """Process factory reporting the torch and BLAS thread counts inside the actor."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    def process(items):
+        blas = max((pool["num_threads"] for pool in threadpool_info()), default=1)
+        return pa.table({"id": [i["id"] for i in items], "torch": [torch.get_num_threads()] * len(items),
+                         "blas": [blas] * len(items), "error": [""] * len(items)})
+
+    return process
+
+
+def test_actor_threads_follow_its_cpu_share(ray_local, tmp_path):
+    run_stage("probe", ITEMS[:2], key="id", out_dir=tmp_path, factory=make_thread_probe, params={},
+              shard_size=2, num_actors=1, cpus_per_actor=1.5)
+    table = read_parts(tmp_path)
+    assert table["torch"].to_pylist() == [2, 2] and table["blas"].to_pylist() == [2, 2]
