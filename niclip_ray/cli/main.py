@@ -25,6 +25,7 @@ from niclip_ray.cli.jobs import app as jobs_app
 from niclip_ray.cli.model import app as model_app
 from niclip_ray.cli.cluster import app as cluster_app
 from niclip_ray.cli.pipeline import pipeline
+from niclip_ray.cli.predict import predict
 from niclip_ray.cli.runconfig import default_map, load_run_config
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
@@ -52,6 +53,7 @@ app.add_typer(baselines_app, name="baselines")
 app.command()(train)
 app.add_typer(model_app, name="model")
 app.command()(decode)
+app.command()(predict)
 
 
 def _version(value: bool) -> None:
