@@ -25,7 +25,9 @@ def predict(
     ctx: typer.Context,
     image: Annotated[
         list[Path],
-        typer.Option("--image", help="Brain map (NIfTI). Repeat it, or give a directory, to decode several on Ray."),
+        typer.Option(
+            "--image", metavar="PATH", help="Brain map (NIfTI). Repeat it, or give a directory, to decode several on Ray."
+        ),
     ],
     model: Annotated[Path, typer.Option("--model", help="The paper's CLIP weights (.pth, loaded weights-only).")],
     vocabulary: Annotated[Path, typer.Option("--vocabulary", help="Vocabulary .txt, one task name per line.")],

@@ -245,6 +245,12 @@ def test_flat_when_hierarchical_is_false(ref, tmp_path, capsys):
     assert "concept" not in capsys.readouterr().out
 
 
+def test_default_output_is_the_image_directory(ref, tmp_path, capsys):
+    image = write_image(tmp_path / "run-1.bold.nii.gz", seed=3)
+    assert run(["predict", "--image", str(image), *ref["args"], "--topk", "2"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "run-1_predictions.csv").is_file()  # the file name up to its first dot, as the original
+
+
 def test_wrong_vocabulary_order_is_caught(ref, tmp_path, capsys):
     swapped = tmp_path / "vocab.txt"
     swapped.write_text("\n".join([VOCAB[1], VOCAB[0], *VOCAB[2:]]))
