@@ -141,10 +141,12 @@ def predict(
                                  decode_args)
     failed = results[results["error"] != ""]
     decoded = results[results["error"] == ""]
-    if decoded.empty:
-        raise InputError(failed["error"].iloc[0] if len(items) == 1 else f"none of the {len(items)} maps could be decoded")
+    if decoded.empty and len(items) == 1:
+        raise InputError(failed["error"].iloc[0])
     for row in failed.itertuples():
         err.print(f"warning: {row.error}", markup=False)
+    if decoded.empty:
+        raise InputError(f"none of the {len(items)} maps could be decoded")
     written = []
     for map_id, rows in decoded.groupby("map_id", sort=True):
         written += write_predictions(rows, *targets[map_id], hierarchical=hierarchical)
