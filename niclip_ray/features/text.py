@@ -242,8 +242,12 @@ class TextEmbedder:
             ids[row, : len(window)] = torch.tensor(window, dtype=torch.long)
             mask[row, : len(window)] = 1
         device = self.loaded.device
+        padded = any(len(w) < length for w in windows)
         with torch.inference_mode():
-            hidden = self.loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            # Without padding no mask is passed, so attention can take its fused causal kernels
+            # instead of materialising a (batch, heads, length, length) mask.
+            attention = mask.to(device) if padded else None
+            hidden = self.loaded.model(input_ids=ids.to(device), attention_mask=attention).last_hidden_state
             keep = mask.to(device).unsqueeze(-1).bool()
             sums = hidden.float().masked_fill(~keep, 0.0).sum(dim=1)
         return sums.cpu().double().numpy()
