@@ -53,7 +53,8 @@ class DemoSettings:
     epochs: int = 50
     batch_size: int = 64
     patience: int = 10
-    num_workers: int = 2
+    num_workers: int = 1
+    max_concurrent_folds: int = 2
     permutations: int = 1000
     seed: int = 0
     baselines: dict = field(
@@ -65,7 +66,7 @@ class DemoSettings:
         """A few-minute run: 60 studies, a 64-component atlas, 3 short folds, small nulls."""
         quick = cls(
             out_dir=Path(out_dir), dimension=64, max_studies=60, folds=3, epochs=4, patience=2,
-            batch_size=16, num_workers=1, permutations=200,
+            batch_size=16, permutations=200,
             baselines={"gclda": {"n_topics": 4, "n_iters": 20}, "neurosynth": {}},
         )
         return replace(quick, **changes)
@@ -165,6 +166,15 @@ def truth_table(map_labels: dict[str, str], ontology) -> pd.DataFrame:
     return truth_from_labels(map_labels, label_terms)
 
 
+def report_maps(map_labels: dict[str, str], per_label: int) -> list[str]:
+    """Maps drawn in the report: the first ``per_label`` of each label (all are scored)."""
+    shown: dict[str, list[str]] = {}
+    for map_id, label in sorted(map_labels.items()):
+        if len(shown.setdefault(label, [])) < per_label:
+            shown[label].append(map_id)
+    return [m for label in sorted(shown) for m in shown[label]]
+
+
 def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> DemoResult:
     """Run every stage on an embedded (or given) Ray and write the report.
 
@@ -214,10 +224,10 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
             pairs = load_pairs(paths["features"] / "images", paths["features"] / "text", section=settings.section)
             config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
                                  patience=settings.patience, seed=settings.seed)
-            share = worker_cpu_share(settings.num_workers, 1, cluster_cpus())
+            share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
             report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
-                                           print_epochs=False)
+                                           max_concurrent_folds=settings.max_concurrent_folds, print_epochs=False)
             bundle_path = report.bundle
             say(f"train: {settings.folds} folds, selected fold {report.selected_fold} -> {bundle_path}")
         else:
@@ -288,7 +298,8 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
         k={"task": 4, "concept": 4, "domain": 2}, n_permutations=settings.permutations, seed=settings.seed,
         text_model=settings.model, baselines=settings.baselines,
     )
-    report = write_report(paths["report"], maps=maps, predictions=predictions, metrics=result.summary,
+    shown = report_maps(map_labels, per_label=3)
+    report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,
                           curves=curves, methods=methods, truth=truth,
                           tables={"Known-answer check: own task ranked above the other label's task": known},
                           title="NiCLIP demo: n-back vs flanker studies and a motor map")

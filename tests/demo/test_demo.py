@@ -1,0 +1,52 @@
+"""The main job in reduced mode: every stage's output, the report, the metric table, reuse."""
+
+import pandas as pd
+import pytest
+
+from niclip_ray.cli.main import run
+from niclip_ray.demo import DemoSettings, subset_studies
+from niclip_ray.corpus.ingest import read_source
+from niclip_ray.corpus.schema import validate
+from niclip_ray.features.catalog import packaged_model_path
+
+pytestmark = pytest.mark.skipif(packaged_model_path("smollm2-135m") is None, reason="packaged SmolLM2 not installed")
+
+
+def test_subset_is_balanced_and_keeps_peaks():
+    corpus = validate(read_source("nimare:nback_vs_flanker"))
+    small = subset_studies(corpus, 40, seed=0)
+    assert small.studies["label"].value_counts().to_dict() == {"n-back": 20, "flanker": 20}
+    assert set(small.coordinates["study_id"]) == set(small.studies["study_id"])
+    assert subset_studies(corpus, 40, seed=0).studies.equals(small.studies)
+
+
+@pytest.mark.timeout(1200)
+def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--quick", "--out", str(out), "--folds", "2", "--epochs", "2", "--permutations", "50"]
+    assert run(argv) == 0
+    printed = capsys.readouterr().out
+    report = out / "report" / "report.html"
+    assert f"report: {report.resolve()}" in printed
+
+    for path in ("corpus/studies.parquet", "features/images/part-00000.parquet", "features/text/part-00000.parquet",
+                 "train/bundle/manifest.json", "vocabulary.parquet", "decode/part-00000.parquet",
+                 "baselines/decode/part-00000.parquet", "evaluation/known_answer.csv"):
+        assert (out / path).is_file(), path
+    assert len(list((out / "maps" / "heldout").glob("study-*.nii.gz"))) == 30  # 60 studies, 2 folds
+
+    summary = pd.read_csv(next((out / "evaluation").glob("eval-*_results.csv")))
+    niclip = summary[summary["backend"] == "niclip"].set_index("level")
+    assert set(niclip.index) == {"task", "concept", "domain"}
+    assert niclip[["mean_hit_at_k", "mean_recall_at_k", "mrr"]].notna().all().all()
+    assert set(summary["backend"]) == {"niclip", "neurosynth", "gclda"}
+    assert (niclip["n_images"] == 31).all()  # 30 held-out studies and the motor map
+
+    page = report.read_text()
+    assert "Known-answer check" in page and "motor-neurovault-10426" in page
+    assert 'src="http' not in page and "data:image/png;base64," in page
+
+    assert run(argv) == 0  # a rerun reuses every finished stage
+    rerun = capsys.readouterr().out
+    for stage in ("corpus: reusing", "train: reusing", "baselines: reusing", "(1 already done)"):
+        assert stage in rerun
