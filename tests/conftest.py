@@ -33,3 +33,31 @@ def ray_local():
     configure_data_context(quiet=True)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_factory(tmp_path_factory):
+    """Build, once per size, a seeded 2-layer 32-d BERT with MiniLM's real tokenizer, saved to disk.
+
+    Call it with the number of positions the model should accept; it returns the model folder.
+    """
+    built = {}
+
+    def build(max_positions: int):
+        if max_positions not in built:
+            import torch
+            from transformers import AutoTokenizer, BertConfig, BertModel
+
+            from niclip_ray.features.catalog import packaged_model_path
+
+            path = tmp_path_factory.mktemp(f"bert{max_positions}")
+            tokenizer = AutoTokenizer.from_pretrained(packaged_model_path("all-minilm-l6-v2"))
+            tokenizer.save_pretrained(path)
+            torch.manual_seed(0)
+            config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=max_positions)
+            BertModel(config).eval().save_pretrained(path)
+            built[max_positions] = path
+        return built[max_positions]
+
+    return build

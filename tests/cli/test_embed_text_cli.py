@@ -21,19 +21,8 @@ ABSTRACTS = {
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from niclip_ray.features.catalog import packaged_model_path
-
-    path = tmp_path_factory.mktemp("bert")
-    tok = AutoTokenizer.from_pretrained(packaged_model_path("all-minilm-l6-v2"))
-    tok.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32)  # fmt: skip
-    BertModel(config).eval().save_pretrained(path)
-    return path
+def tiny_bert(tiny_bert_factory):
+    return tiny_bert_factory(32)
 
 
 @pytest.fixture(scope="module")
