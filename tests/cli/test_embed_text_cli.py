@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from niclip_ray.cli.main import run
 from niclip_ray.features.text import TextEmbedder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from niclip_ray.cli.main import run
 from niclip_ray.decoding.vocabulary import read_vocabulary
