@@ -14,6 +14,16 @@ def say(message: str, *, quiet: bool = False) -> None:
         out.print(message)
 
 
+def shard_progress(unit: str, *, quiet: bool = False):
+    """A stage's ``on_shard`` callback that prints one line per finished shard."""
+
+    def progress(result: dict) -> None:
+        if not result["error"]:
+            say(f"shard {result['shard_id']}: {result['n_rows']} {unit}, {result['n_failed']} failed", quiet=quiet)
+
+    return progress
+
+
 def report_stage(summary, *, quiet: bool = False) -> None:
     """Print a stage summary; raise :class:`StageFailed` when shards failed (work is kept).
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from niclip_ray.atlas.difumo import load_atlas
-from niclip_ray.cli.console import err, report_stage, say
+from niclip_ray.cli.console import err, report_stage, shard_progress
 from niclip_ray.cli.context import options
 from niclip_ray.pipelines import images as images_stage
 from niclip_ray.runtime import ray_session
@@ -34,11 +34,6 @@ def images(
     """
     opts = options(ctx)
 
-    def progress(result: dict) -> None:
-        if not result["error"]:
-            line = f"shard {result['shard_id']}: {result['n_rows']} studies, {result['n_failed']} failed"
-            say(line, quiet=opts.quiet)
-
     atlas = load_atlas(dim, data_dir=atlas_dir, allow_standin=standin)
     if atlas.standin:
         err.print(
@@ -55,6 +50,6 @@ def images(
             shard_size=shard_size,
             num_actors=num_actors,
             allow_standin=standin,
-            on_shard=progress,
+            on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import report_stage, say
+from niclip_ray.cli.console import report_stage, shard_progress
 from niclip_ray.cli.context import options
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS
 from niclip_ray.pipelines import text as text_stage
@@ -54,10 +54,6 @@ def text(
     """
     opts = options(ctx)
 
-    def progress(result: dict) -> None:
-        if not result["error"]:
-            say(f"shard {result['shard_id']}: {result['n_rows']} studies, {result['n_failed']} failed", quiet=opts.quiet)
-
     with ray_session(opts.ray_options()):
         summary = text_stage.run(
             corpus,
@@ -71,6 +67,6 @@ def text(
             max_tokens=max_tokens,
             num_actors=num_actors,
             shard_size=shard_size,
-            on_shard=progress,
+            on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from niclip_ray.cli.main import run
-from niclip_ray.demo import DemoSettings, subset_studies
+from niclip_ray.demo import subset_studies
 from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
 from niclip_ray.features.catalog import packaged_model_path
