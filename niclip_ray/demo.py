@@ -203,7 +203,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     from niclip_ray.training.loop import TrainConfig
     from niclip_ray.training.ray_train import ScalingOptions, worker_cpu_share
 
-    out = Path(settings.out_dir)
+    out = Path(settings.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
     paths = {"corpus": stage_corpus(settings, say), "atlas": stage_atlas(settings, say)}

@@ -231,7 +231,7 @@ def run_stage(
     from niclip_ray.runtime.session import actor_pool_shape
 
     started = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # actors may run in another working directory
     shards = plan_shards(items, key, shard_size)
     check_stage_dir(out_dir, stage, fingerprint(shards, key, params), params)
     pending = [

@@ -108,7 +108,7 @@ def train_cross_validated(
     """
     from niclip_ray.decoding.bundle import save_bundle
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # Ray Train workers run in another working directory
     splits = kfold_splits(len(pairs), n_folds, seed=config.seed)
     _check_resumable(out_dir, _run_identity(pairs, config, n_folds))
     _write_splits(out_dir, pairs, splits)

@@ -21,9 +21,10 @@ def test_subset_is_balanced_and_keeps_peaks():
 
 
 @pytest.mark.timeout(1200)
-def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys):
+def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as `make demo` gives: Ray Train workers run elsewhere
     out = tmp_path / "demo"
-    argv = ["demo", "--quick", "--out", str(out), "--folds", "2", "--epochs", "2", "--permutations", "50"]
+    argv = ["demo", "--quick", "--out", "demo", "--folds", "2", "--epochs", "2", "--permutations", "50"]
     assert run(argv) == 0
     printed = capsys.readouterr().out
     report = out / "report" / "report.html"
