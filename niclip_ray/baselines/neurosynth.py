@@ -64,8 +64,11 @@ class NeurosynthBaseline(Baseline):
             n_cores=self.n_cores,
         )
         try:
-            with warnings.catch_warnings():
+            # voxels that no study of a group reaches give 0/0 in MKDAChi2's conditional
+            # probabilities, once per term: NiMARE's expected case, not a problem of the data
+            with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
                 warnings.filterwarnings("ignore", message=".*Dataset is deprecated", category=FutureWarning)
+                warnings.filterwarnings("ignore", message=".*arguments of sum will be keyword-only")
                 self.decoder_.fit(dataset)
         except ValueError as exc:  # every term is mentioned by all or by none of the studies
             raise InputError(f"neurosynth baseline: no term separates the training studies ({exc})") from exc

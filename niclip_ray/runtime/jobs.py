@@ -21,6 +21,7 @@ from pathlib import Path
 from niclip_ray import __version__
 from niclip_ray.errors import ConfigError
 from niclip_ray.runtime.auth import auth_env
+from niclip_ray.runtime.session import WORKER_ENV
 
 #: Global options that only say *where* to run; they are not part of the job's command.
 SUBMISSION_OPTIONS = {"--address": 1, "--cluster": 1, "--working-dir": 1}
@@ -81,7 +82,7 @@ def client(address: str):
 
 def runtime_env(working_dir: str | Path | None) -> dict:
     """runtime_env of a submitted command: working dir and auth/offline environment."""
-    env = {IN_JOB_ENV: "1", **auth_env()}
+    env = {IN_JOB_ENV: "1", **WORKER_ENV, **auth_env()}
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NILEARN_DATA", "HF_HOME"):
         if os.environ.get(key):
             env[key] = os.environ[key]

@@ -35,6 +35,25 @@ WAIT_FOR_ACTORS_S = float(os.environ.get("NICLIP_WAIT_FOR_ACTORS_S", 600))
 #: Seconds without any progress after which a Ray Data job fails instead of hanging.
 NO_PROGRESS_TIMEOUT_S = float(os.environ.get("NICLIP_NO_PROGRESS_TIMEOUT_S", 1800))
 _MIB = 2**20
+#: Environment of every Ray worker we start: workers have no terminal, so a tqdm bar in each
+#: actor (transformers' GGUF loader, NiMARE) is only log noise on the driver.
+WORKER_ENV = {"TQDM_DISABLE": "1"}
+#: Level of Ray Train's console logs in its workers and helper actors
+#: (``NICLIP_TRAIN_LOG_LEVEL``). At INFO they log a checkpoint and a report per epoch and
+#: worker, and without a dashboard (the embedded Ray) its placement-group cleaner warns
+#: every few seconds that the state API is unavailable; rank 0 prints our epoch lines and
+#: failures still raise on the driver.
+TRAIN_LOG_LEVEL = os.environ.get("NICLIP_TRAIN_LOG_LEVEL", "ERROR")
+
+
+def quiet_worker_logs() -> None:
+    """Set Ray Train's console loggers in this worker process to ``TRAIN_LOG_LEVEL``.
+
+    The embedded Ray runs it in every worker it starts (``worker_process_setup_hook``).
+    """
+    level = logging.getLevelName(TRAIN_LOG_LEVEL.upper())
+    for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
+        logging.getLogger(name).setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,8 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
                 ),
                 logging_level=logging.WARNING,
                 configure_logging=True,
+                runtime_env={"env_vars": WORKER_ENV,
+                             "worker_process_setup_hook": "niclip_ray.runtime.session.quiet_worker_logs"},
             )
     except (ConnectionError, TimeoutError, ValueError) as exc:
         target = address or "an embedded local Ray"

@@ -21,6 +21,7 @@ crashed workers from it.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ import torch
 
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
+from niclip_ray.runtime.session import TRAIN_LOG_LEVEL
 from niclip_ray.training.loop import (
     EarlyStopping,
     TrainConfig,
@@ -128,6 +130,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    # Ray Train logs each worker's per-epoch report through the root logger (at INFO)
+    logging.getLogger().setLevel(TRAIN_LOG_LEVEL)
     cfg = TrainConfig(**config["train"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -206,7 +210,7 @@ def run_fold(
     train_loop : callable
         The per-worker function (tests wrap it to inject a crash).
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     name = f"fold-{split.fold}"
@@ -234,6 +238,7 @@ def run_fold(
                 num_to_keep=1, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
             ),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
+            logging_config=LoggingConfig(log_level=TRAIN_LOG_LEVEL),
         ),
     )
     result = trainer.fit()

@@ -1,4 +1,4 @@
-"""The runtime: embedded Ray starts and stops cleanly, twice in one process; pool sizing."""
+"""The runtime: embedded Ray starts and stops cleanly, twice in one process; worker env; pool sizing."""
 
 import subprocess
 import sys
@@ -23,6 +23,9 @@ def test_embedded_ray_starts_and_stops_twice_in_one_process():
                 ctx = ray.data.DataContext.get_current()
                 assert ctx.wait_for_min_actors_s > 0 and ctx.execution_no_progress_timeout_s > 0
                 assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
+                # workers draw no tqdm bars (they have no terminal)
+                worker_env = ray.remote(lambda: __import__("os").environ.get("TQDM_DISABLE"))
+                assert ray.get(worker_env.remote(), timeout=60) == "1"
             assert not ray.is_initialized()
         print("OK")
         """
