@@ -233,3 +233,44 @@ def test_pipeline_runs_steps_in_order_and_stops_on_failure(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "step 1 (corpus info) exited 1; rerun with --start 1" in captured.err
     assert "[2/2]" not in captured.out
+
+
+@pytest.mark.timeout(400)
+def test_embed_images_job_on_a_local_head(ray_head, tmp_path, capsys, monkeypatch):
+    """The image stage runs inside a job on the cluster and writes the same contract."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.delenv(jobs.IN_JOB_ENV, raising=False)
+    monkeypatch.chdir(REPO)
+    corpus, features = tmp_path / "corpus", tmp_path / "images"
+    assert run(["corpus", "ingest", "nimare:neurosynth_laird", "--out", str(corpus)]) == 0
+    argv = ["--address", ray_head, "embed", "images", "--corpus", str(corpus), "--out", str(features),
+            "--dim", "64", "--shard-size", "8"]
+    assert run(argv) == 0
+    printed = capsys.readouterr().out
+    assert "submitted job niclip-embed-images-" in printed and "17 ok, 0 failed rows in 3 shards" in printed
+    table = pq.read_table(sorted(features.glob("part-*.parquet")))
+    assert sorted(table["study_id"].to_pylist()) == sorted(pq.read_table(corpus / "studies.parquet")["study_id"].to_pylist())
+    assert table.schema.field("embedding").type.shape == [64]
+    sid = jobs.submission_id(jobs.job_argv(argv))
+    assert run(["--address", ray_head, "jobs", "status", sid]) == 0
+    assert "SUCCEEDED" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(200)
+def test_jobs_stop_ends_a_running_job(ray_head, capsys):
+    client = jobs.client(ray_head)
+    sid = client.submit_job(entrypoint=f"{sys.executable} -c 'import time; time.sleep(600)'",
+                            submission_id=f"niclip-test-sleep-{os.getpid()}")
+    deadline = time.monotonic() + 90
+    while client.get_job_status(sid).value != "RUNNING":
+        assert time.monotonic() < deadline, f"job {sid} never started"
+        time.sleep(1)
+    assert run(["--address", ray_head, "jobs", "stop", sid]) == 0
+    assert "stop requested" in capsys.readouterr().out
+    while client.get_job_status(sid).value == "RUNNING":
+        assert time.monotonic() < deadline + 60, f"job {sid} still running after stop"
+        time.sleep(1)
+    assert client.get_job_status(sid).value == "STOPPED"
+    assert run(["--address", ray_head, "jobs", "stop", sid]) == 0
+    assert "was not running" in capsys.readouterr().out
