@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from niclip_ray.atlas.catalog import default_data_dirs, find_difumo
+from niclip_ray.atlas.difumo import default_standin_dir
 from niclip_ray.cli.console import out
 from niclip_ray.cli.context import options
 from niclip_ray.features.catalog import find_local_models
@@ -46,11 +47,13 @@ def info(
         mode = describe_mode(opts.ray_options())
     out.print(f"Ray mode: {mode}")
 
-    dirs = list(atlas_dir or []) + default_data_dirs()
+    dirs = list(atlas_dir or []) + default_data_dirs() + [default_standin_dir(0)]
     atlases = find_difumo(dirs)
     table = Table(title="DiFuMo atlases on disk")
-    for column in ("atlas_id", "dimension", "stand-in", "data_dir"):
-        table.add_column(column)
+    table.add_column("atlas_id", no_wrap=True)
+    table.add_column("dimension")
+    table.add_column("stand-in")
+    table.add_column("data_dir", overflow="fold")
     for atlas in atlases:
         table.add_row(atlas.atlas_id, str(atlas.dimension), "yes" if atlas.standin else "no", str(atlas.data_dir))
     out.print(table if atlases else f"DiFuMo atlases on disk: none in {', '.join(map(str, dirs))}")

@@ -42,6 +42,19 @@ def test_info_reports_versions_mode_atlases_and_models(capsys, monkeypatch, tmp_
     assert "smollm2-135m" in text or "none" in text
 
 
+def test_info_lists_the_cached_standin(capsys, monkeypatch, tmp_path):
+    from niclip_ray.atlas.difumo import default_standin_dir
+
+    monkeypatch.setenv("NICLIP_ATLAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NILEARN_DATA", str(tmp_path / "nilearn"))
+    root = default_standin_dir(0) / "difumo_atlases"
+    (root / "128" / "2mm").mkdir(parents=True)
+    (root / "128" / "2mm" / "maps.nii.gz").write_bytes(b"")
+    (root / "README.md").write_text("niclip-ray stand-in\nseed: 0\n")
+    assert run(["info"]) == 0
+    assert "difumo128-2mm-standin-seed0" in capsys.readouterr().out
+
+
 def test_info_with_cluster_says_job_submission(capsys, tmp_path):
     assert run(["--cluster", str(tmp_path / "cluster.yaml"), "info"]) == 0
     assert "submit as a Ray Job" in capsys.readouterr().out
