@@ -44,7 +44,10 @@ class DemoSettings:
     """What the demo runs; :meth:`quick` is a reduced mode for tests and CI."""
 
     out_dir: Path
-    model: str = "smollm2-135m"
+    #: all-MiniLM-L6-v2 (a sentence encoder) rather than SmolLM2-135M (LLaMA class, like
+    #: BrainGPT): with 230 training abstracts the CLIP heads cannot undo a small causal LM's
+    #: mean-pooled anisotropy, and the demo's known-answer check fails with it (README).
+    model: str = "all-minilm-l6-v2"
     section: str = "abstract"
     dimension: int = 512
     atlas_dir: Path | None = None

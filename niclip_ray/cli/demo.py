@@ -18,7 +18,10 @@ def demo(
     = Path("work/demo"),
     quick: Annotated[bool, typer.Option(help="Reduced mode (60 studies, DiFuMo-64 stand-in, 3 short folds).")]
     = False,
-    model: Annotated[str, typer.Option(help="Text model (packaged, local path or cached HF id).")] = "smollm2-135m",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Text model: packaged (default all-minilm-l6-v2; smollm2-135m), local path or cached HF id."),
+    ] = None,
     atlas_dir: Annotated[
         Path | None, typer.Option(help="nilearn data dir with a real DiFuMo cache (default: offline stand-in).")
     ] = None,
@@ -33,7 +36,7 @@ def demo(
     """Ingest NiMARE's n-back/flanker studyset, embed, train, decode, evaluate, report.
 
     Everything runs on an embedded local Ray with data that ships with the installed
-    packages: real abstracts and peaks, nilearn's real motor map, SmolLM2-135M.
+    packages: real abstracts and peaks, nilearn's real motor map, all-MiniLM-L6-v2.
     """
     from niclip_ray.demo import DemoSettings, run_demo
 

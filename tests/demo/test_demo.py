@@ -9,7 +9,7 @@ from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
 from niclip_ray.features.catalog import packaged_model_path
 
-pytestmark = pytest.mark.skipif(packaged_model_path("smollm2-135m") is None, reason="packaged SmolLM2 not installed")
+pytestmark = pytest.mark.skipif(packaged_model_path("all-minilm-l6-v2") is None, reason="packaged MiniLM not installed")
 
 
 def test_subset_is_balanced_and_keeps_peaks():
