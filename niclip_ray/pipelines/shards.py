@@ -221,7 +221,8 @@ def run_stage(
     shard_size : int
         Items per shard.
     num_actors, cpus_per_actor, gpus_per_actor
-        Actor pool shape; CPUs are shrunk so the pool never holds every CPU.
+        Actor pool shape (default: one actor per ``cpus_per_actor`` CPUs of the cluster, at
+        most one per pending shard); CPUs are shrunk so the pool never holds every CPU.
     on_shard : callable, optional
         Called with each shard's result as it completes (progress).
     """
@@ -241,7 +242,7 @@ def run_stage(
     ]
     summary = StageSummary(stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending))
     if pending:
-        n_actors, cpus = actor_pool_shape(min(num_actors or len(pending), len(pending)), cpus_per_actor)
+        n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
         if gpus_per_actor:
             cpus = min(cpus, 1.0)
         ds = ray.data.from_items(pending).map_batches(

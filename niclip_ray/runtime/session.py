@@ -214,7 +214,9 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
-def actor_pool_shape(n_actors: int | None, cpus_per_actor: float = 1.0) -> tuple[int, float]:
+def actor_pool_shape(
+    n_actors: int | None, cpus_per_actor: float = 1.0, limit: int | None = None
+) -> tuple[int, float]:
     """Size a CPU actor pool so it never holds every CPU of the cluster.
 
     Ray Data starves (hangs) when an actor pool takes all CPUs: nothing is left to feed it.
@@ -227,6 +229,8 @@ def actor_pool_shape(n_actors: int | None, cpus_per_actor: float = 1.0) -> tuple
         Wanted number of actors (default: one per CPU).
     cpus_per_actor : float
         Wanted CPUs per actor.
+    limit : int, optional
+        At most this many actors (a stage never starts more actors than it has shards).
 
     Returns
     -------
@@ -236,6 +240,8 @@ def actor_pool_shape(n_actors: int | None, cpus_per_actor: float = 1.0) -> tuple
     if total <= 0:
         raise ConfigError("the Ray cluster reports no CPUs")
     n = max(1, int(n_actors) if n_actors else max(1, int(total // max(cpus_per_actor, 1e-3))))
+    if limit is not None:
+        n = max(1, min(n, int(limit)))
     budget = max(total - 0.5, 0.25)
     share = min(cpus_per_actor, budget / n)
     return n, round(share, 3)

@@ -104,3 +104,22 @@ def test_actor_threads_follow_its_cpu_share(ray_local, tmp_path):
               shard_size=2, num_actors=1, cpus_per_actor=1.5)
     table = read_parts(tmp_path)
     assert table["torch"].to_pylist() == [2, 2] and table["blas"].to_pylist() == [2, 2]
+
+
+def make_pid_recorder():
+    """Process factory: each row records the process (actor) that wrote it."""
+    import os
+
+    def process(items):
+        return pa.table({"id": [i["id"] for i in items], "pid": [os.getpid()] * len(items),
+                         "error": [""] * len(items)})
+
+    return process
+
+
+def test_stage_starts_one_actor_per_cpu_not_one_per_shard(ray_local, tmp_path):
+    items = [{"id": f"m{i:03d}"} for i in range(24)]
+    summary = run_stage("pids", items, key="id", out_dir=tmp_path / "pids", factory=make_pid_recorder,
+                        params={}, shard_size=2)
+    assert summary.n_shards == 12 and summary.n_ok_rows == 24
+    assert len(set(read_parts(tmp_path / "pids")["pid"].to_pylist())) <= 2  # the fixture's 2 CPUs

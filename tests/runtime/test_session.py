@@ -82,6 +82,8 @@ def test_actor_pool_never_takes_every_cpu(ray_local):
     assert n == 4 and n * cpus <= 1.5
     n, cpus = actor_pool_shape(1, 0.5)
     assert (n, cpus) == (1, 0.5)
+    assert actor_pool_shape(None, 1.0, limit=30)[0] == 2  # one per CPU, not one per shard
+    assert actor_pool_shape(None, 0.25, limit=3) == (3, 0.25)
 
 
 def test_actor_pool_shape_needs_cpus(monkeypatch):
