@@ -1,5 +1,6 @@
 """The main job in reduced mode: every stage's output, the report, the metric table, reuse."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -46,6 +47,19 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
     page = report.read_text()
     assert "Known-answer check" in page and "motor-neurovault-10426" in page
     assert 'src="http' not in page and "data:image/png;base64," in page
+
+    # the decode path (file -> resample -> project) gives a held-out study exactly the
+    # coefficients its training feature row has (sparse MKDA -> project)
+    from niclip_ray.atlas.difumo import default_standin_dir
+    from niclip_ray.decoding.decoder import Decoder
+    from niclip_ray.tables import read_parts, tensor_to_numpy
+
+    features = read_parts(out / "features" / "images")
+    rows = dict(zip(features["study_id"].to_pylist(), tensor_to_numpy(features["embedding"])))
+    decoder = Decoder(out / "train" / "bundle", atlas_dir=default_standin_dir(0))
+    for path in sorted((out / "maps" / "heldout").glob("study-*.nii.gz"))[:3]:
+        study = path.name.removeprefix("study-").removesuffix(".nii.gz")
+        np.testing.assert_allclose(decoder.project(path), rows[study], rtol=0, atol=1e-5)
 
     assert run(argv) == 0  # a rerun reuses every finished stage
     rerun = capsys.readouterr().out
