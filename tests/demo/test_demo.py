@@ -1,14 +1,18 @@
-"""The main job in reduced mode: every stage's output, the report, the metric table, reuse."""
+"""The main job in reduced mode: every stage's output, the report, the metric table, decode-path
+consistency, reuse."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from niclip_ray.atlas.difumo import default_standin_dir
 from niclip_ray.cli.main import run
+from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.demo import subset_studies
 from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
 from niclip_ray.features.catalog import packaged_model_path
+from niclip_ray.tables import read_parts, tensor_to_numpy
 
 pytestmark = pytest.mark.skipif(packaged_model_path("all-minilm-l6-v2") is None, reason="packaged MiniLM not installed")
 
@@ -50,10 +54,6 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
 
     # the decode path (file -> resample -> project) gives a held-out study exactly the
     # coefficients its training feature row has (sparse MKDA -> project)
-    from niclip_ray.atlas.difumo import default_standin_dir
-    from niclip_ray.decoding.decoder import Decoder
-    from niclip_ray.tables import read_parts, tensor_to_numpy
-
     features = read_parts(out / "features" / "images")
     rows = dict(zip(features["study_id"].to_pylist(), tensor_to_numpy(features["embedding"])))
     decoder = Decoder(out / "train" / "bundle", atlas_dir=default_standin_dir(0))
