@@ -49,11 +49,10 @@ TRAIN_LOG_LEVEL = os.environ.get("NICLIP_TRAIN_LOG_LEVEL", "ERROR")
 def quiet_worker_logs() -> None:
     """Set Ray Train's console loggers in this worker process to ``TRAIN_LOG_LEVEL``.
 
-    The embedded Ray runs it in every worker it starts (``worker_process_setup_hook``).
+    The embedded Ray runs it in every worker it starts (``worker_process_setup_hook``);
+    Ray Train's helper actors (the placement-group cleaner) log under ``ray.train``.
     """
-    level = logging.getLevelName(TRAIN_LOG_LEVEL.upper())
-    for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
-        logging.getLogger(name).setLevel(level)
+    logging.getLogger("ray.train").setLevel(logging.getLevelName(TRAIN_LOG_LEVEL.upper()))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The generic sharded stage: deterministic shards, atomic writes, resume without duplicates."""
 
 import functools
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -108,7 +109,6 @@ def test_actor_threads_follow_its_cpu_share(ray_local, tmp_path):
 
 def make_pid_recorder():
     """Process factory: each row records the process (actor) that wrote it."""
-    import os
 
     def process(items):
         return pa.table({"id": [i["id"] for i in items], "pid": [os.getpid()] * len(items),

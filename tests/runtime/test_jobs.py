@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -238,8 +239,6 @@ def test_pipeline_runs_steps_in_order_and_stops_on_failure(tmp_path, capsys):
 @pytest.mark.timeout(400)
 def test_embed_images_job_on_a_local_head(ray_head, tmp_path, capsys, monkeypatch):
     """The image stage runs inside a job on the cluster and writes the same contract."""
-    import pyarrow.parquet as pq
-
     monkeypatch.delenv(jobs.IN_JOB_ENV, raising=False)
     monkeypatch.chdir(REPO)
     corpus, features = tmp_path / "corpus", tmp_path / "images"
