@@ -30,6 +30,7 @@ from niclip_ray.cli.runconfig import default_map, load_run_config
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
+from niclip_ray.cli.options import user_message
 from niclip_ray.errors import NiclipError
 
 app = typer.Typer(
@@ -125,7 +126,7 @@ def run(argv: list[str] | None = None) -> int:
 def _report(exc: BaseException, prefix: str = "") -> None:
     if context.CURRENT.verbose:
         err.print(traceback.format_exc(), markup=False)
-    err.print(f"error: {prefix}{exc}", markup=False)
+    err.print(f"error: {prefix}{user_message(exc)}", markup=False)
 
 
 def main() -> None:

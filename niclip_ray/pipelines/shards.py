@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.tables import is_complete_parquet, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def plan_shards(items: Sequence[dict], key: str, shard_size: int) -> list[list[d
         On duplicate keys, which would make shard contents ambiguous.
     """
     if shard_size < 1:
-        raise InputError(f"--shard-size must be at least 1, got {shard_size}")
+        raise ParameterError("shard_size", f"must be at least 1, got {shard_size}")
     ordered = sorted(items, key=lambda item: str(item[key]))
     keys = [str(item[key]) for item in ordered]
     dupes = sorted({k for k, nxt in zip(keys, keys[1:]) if k == nxt})

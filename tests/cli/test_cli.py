@@ -99,3 +99,13 @@ def test_console_script_exit_codes(tmp_path):
     assert ok.returncode == 0 and __version__ in ok.stdout
     bad = subprocess.run([str(BIN), "corpus", "info", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_parameter_errors_show_the_flag_a_user_types():
+    from niclip_ray.cli.options import flag_for, user_message
+    from niclip_ray.errors import ParameterError
+
+    assert flag_for("text_features") == "--text-features"
+    assert flag_for("n_folds") == "--folds"
+    assert user_message(ParameterError("shard_size", "must be at least 1, got 0")) == "--shard-size must be at least 1, got 0"
+    assert str(ParameterError("shard_size", "must be at least 1, got 0")) == "shard_size must be at least 1, got 0"

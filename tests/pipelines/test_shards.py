@@ -41,7 +41,7 @@ def test_plan_shards_sorts_and_rejects_duplicates():
     assert [i["id"] for i in shards[0]] == ["s00", "s01", "s02", "s03"]
     with pytest.raises(InputError, match="duplicate id"):
         plan_shards(ITEMS + ITEMS[:1], "id", 4)
-    with pytest.raises(InputError, match="shard-size"):
+    with pytest.raises(InputError, match="shard_size must be at least 1"):
         plan_shards(ITEMS, "id", 0)
 
 
