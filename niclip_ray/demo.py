@@ -203,8 +203,9 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     from niclip_ray.runtime.session import cluster_cpus
     from niclip_ray.training.cv import train_cross_validated
     from niclip_ray.training.data import load_pairs
+    from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
-    from niclip_ray.training.ray_train import ScalingOptions, worker_cpu_share
+    from niclip_ray.training.ray_train import ScalingOptions
 
     out = Path(settings.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

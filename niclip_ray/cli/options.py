@@ -6,6 +6,7 @@ from __future__ import annotations
 FLAGS = {
     "n_folds": "--folds",
     "data_dir": "--atlas-dir",
+    "out_dir": "--out",
 }
 
 

@@ -43,8 +43,9 @@ def train(
     from niclip_ray.runtime.session import cluster_cpus
     from niclip_ray.training.cv import train_cross_validated
     from niclip_ray.training.data import load_pairs
+    from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
-    from niclip_ray.training.ray_train import ScalingOptions, worker_cpu_share
+    from niclip_ray.training.ray_train import ScalingOptions
 
     opts = options(ctx)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

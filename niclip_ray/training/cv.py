@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import ParameterError
 from niclip_ray.training.data import PairedFeatures
+from niclip_ray.training.folds import run_folds
 from niclip_ray.training.loop import TrainConfig
-from niclip_ray.training.ray_train import FoldOutcome, ScalingOptions, run_folds
+from niclip_ray.training.ray_train import FoldOutcome, ScalingOptions
 from niclip_ray.training.splits import FoldSplit, kfold_splits
 
 RUNS = "runs"
@@ -73,9 +74,10 @@ def _check_resumable(out_dir: Path, identity: dict) -> None:
         previous = json.loads(path.read_text())
         changed = sorted(k for k in identity.keys() | previous.keys() if identity.get(k) != previous.get(k))
         if changed:
-            raise InputError(
+            raise ParameterError(
+                "out_dir",
                 f"{out_dir} holds a run with different {', '.join(changed)}; "
-                "use a new --out, or the same settings to resume it"
+                "use a new one, or the same settings to resume it",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(identity, indent=2))
@@ -104,7 +106,9 @@ def train_cross_validated(
     Raises
     ------
     InputError
-        Too few studies for the folds, or ``out_dir`` holds a run with other settings.
+        Too few studies for the folds.
+    ParameterError
+        ``out_dir`` holds a run with other settings, or a setting is out of range.
     """
     from niclip_ray.decoding.bundle import save_bundle
 

@@ -1,22 +1,25 @@
 """The training loop in plain torch: batches, one epoch, evaluation, early stopping.
 
-Nothing here imports Ray. :mod:`niclip_ray.training.ray_train` runs the same functions on
-each Ray Train worker, passing its rank, the world size and an autograd-aware all-gather,
-so that a DDP epoch computes the loss over the *global* batch (all negatives) and gives the
-same weights as :func:`fit` in one process.
+:func:`run_epochs` is the one epoch loop. :func:`fit` calls it in one process;
+:mod:`niclip_ray.training.ray_train` calls it on each Ray Train worker with its rank, the
+world size, an autograd-aware all-gather (so a DDP epoch computes the loss over the
+*global* batch, all negatives, and gives the same weights as :func:`fit`), the epochs a
+checkpoint restored, and an ``on_epoch_end`` hook that checkpoints and reports. Nothing
+here imports Ray.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import ParameterError
 from niclip_ray.model import CLIP, clip_loss
 from niclip_ray.training.metrics import retrieval_metrics
 
@@ -52,16 +55,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 2,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "dropout": 0 <= self.dropout < 1,
-            "patience": self.patience >= 1,
+            "epochs": (self.epochs >= 1, "must be at least 1"),
+            "batch_size": (self.batch_size >= 2, "must be at least 2"),
+            "lr": (self.lr > 0, "must be positive"),
+            "weight_decay": (self.weight_decay >= 0, "must not be negative"),
+            "dropout": (0 <= self.dropout < 1, "must be in [0, 1)"),
+            "patience": (self.patience >= 1, "must be at least 1"),
         }
-        for name, ok in checks.items():
+        for name, (ok, rule) in checks.items():
             if not ok:
-                raise InputError(f"invalid --{name.replace('_', '-')}: {getattr(self, name)}")
+                raise ParameterError(name, f"{rule}, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         """Plain dict, for JSON."""
@@ -88,9 +91,14 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, world_size: in
 
     Each batch is trimmed to a multiple of ``world_size`` so every worker gets an equal
     slice; a batch left with fewer than two rows (no negatives) is dropped.
+
+    Raises
+    ------
+    ParameterError
+        When ``batch_size`` is not a multiple of ``world_size``.
     """
     if batch_size % world_size:
-        raise InputError(f"--batch-size {batch_size} must be a multiple of the {world_size} workers")
+        raise ParameterError("batch_size", f"must be a multiple of world_size ({world_size}), got {batch_size}")
     order = np.random.default_rng([seed, epoch]).permutation(n)
     batches = []
     for start in range(0, n, batch_size):
@@ -198,21 +206,12 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
     @classmethod
-    def replay(cls, patience: int, history: list[dict]) -> EarlyStopping:
+    def replay(cls, patience: int, history: Sequence[dict]) -> EarlyStopping:
         """Rebuild the state from logged epochs (``epoch``, ``val_loss``), e.g. on resume."""
         state = cls(patience)
         for row in history:
             state.update(row["epoch"], row["val_loss"])
         return state
-
-
-@dataclass
-class FitResult:
-    """Outcome of :func:`fit`: the best weights by validation loss and the epoch log."""
-
-    best_state: dict[str, torch.Tensor]
-    best_epoch: int
-    history: list[dict] = field(default_factory=list)
 
 
 def epoch_record(epoch: int, train_loss: float, val: dict[str, float], scale: float) -> dict:
@@ -224,6 +223,123 @@ def epoch_record(epoch: int, train_loss: float, val: dict[str, float], scale: fl
         **{f"val_{k}": v for k, v in val.items() if k != "loss"},
         "logit_scale": scale,
     }
+
+
+@dataclass(frozen=True)
+class TrainTensors:
+    """The rows one loop trains and validates on.
+
+    Attributes
+    ----------
+    train_images, train_texts, val_images, val_texts : (n, dim) float32 tensors
+        L2-normalised features, all on the device the model trains on.
+    """
+
+    train_images: torch.Tensor
+    train_texts: torch.Tensor
+    val_images: torch.Tensor
+    val_texts: torch.Tensor
+
+    @classmethod
+    def from_arrays(
+        cls,
+        train_images: np.ndarray,
+        train_texts: np.ndarray,
+        val_images: np.ndarray,
+        val_texts: np.ndarray,
+        device: torch.device | str | None = None,
+    ) -> TrainTensors:
+        """float32 tensors on ``device`` from (n, dim) arrays."""
+        arrays = (train_images, train_texts, val_images, val_texts)
+        return cls(*(torch.as_tensor(a, dtype=torch.float32, device=device) for a in arrays))
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What :func:`run_epochs` hands its ``on_epoch_end`` hook after each epoch.
+
+    Attributes
+    ----------
+    record : dict
+        The epoch's row (:func:`epoch_record`).
+    seconds : float
+        Wall time of the training pass (not the validation).
+    improved : bool
+        True when the epoch has the lowest validation loss so far.
+    model : CLIP
+        The live model, unwrapped from DDP.
+    """
+
+    record: dict
+    seconds: float
+    improved: bool
+    model: CLIP
+
+
+def unwrap(model: torch.nn.Module) -> CLIP:
+    """The CLIP inside a DDP wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def run_epochs(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TrainTensors,
+    config: TrainConfig,
+    on_epoch_end: Callable[[EpochEnd], None],
+    *,
+    done: Sequence[dict] = (),
+    rank: int = 0,
+    world_size: int = 1,
+    gather: Gather | None = None,
+) -> EarlyStopping:
+    """Train epoch after epoch until ``config.epochs`` or early stopping.
+
+    Parameters
+    ----------
+    model : CLIP, or a DDP wrapper of it
+    optimizer : torch optimizer
+    data : TrainTensors
+    config : TrainConfig
+    on_epoch_end : callable
+        Called with an :class:`EpochEnd` after each epoch (log, keep weights, checkpoint).
+    done : list of dict, optional
+        Records of the epochs already run (a restored checkpoint's log, with the model and
+        optimizer already loaded): training resumes at epoch ``len(done)`` with the early
+        stopping state they imply.
+    rank, world_size, gather
+        This worker's slice of each batch and the all-gather (see :func:`train_epoch`).
+
+    Returns
+    -------
+    EarlyStopping
+        The final state; ``best_epoch`` is the epoch with the lowest validation loss.
+    """
+    stopper = EarlyStopping.replay(config.patience, done)
+    for epoch in range(len(done), config.epochs):
+        if stopper.should_stop:
+            break
+        started = time.perf_counter()
+        train_loss = train_epoch(
+            model, data.train_images, data.train_texts, optimizer, config.batch_size, epoch, config.seed,
+            rank, world_size, gather,
+        )
+        seconds = time.perf_counter() - started
+        module = unwrap(model)
+        val = evaluate(module, data.val_images, data.val_texts, config.batch_size)
+        record = epoch_record(epoch, train_loss, val, module.logit_scale.item())
+        improved = stopper.update(epoch, record["val_loss"])
+        on_epoch_end(EpochEnd(record, seconds, improved, module))
+    return stopper
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best weights by validation loss and the epoch log."""
+
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
 
 
 def fit(
@@ -244,20 +360,19 @@ def fit(
     on_epoch : callable, optional
         Called with each epoch's record.
     """
-    tr_i, tr_t, va_i, va_t = (torch.as_tensor(a, dtype=torch.float32) for a in (train_images, train_texts, val_images, val_texts))
-    model = build_model(tr_t.shape[1], tr_i.shape[1], config)
+    data = TrainTensors.from_arrays(train_images, train_texts, val_images, val_texts)
+    model = build_model(data.train_texts.shape[1], data.train_images.shape[1], config)
     optimizer = make_optimizer(model, config)
-    stopper = EarlyStopping(config.patience)
+    history: list[dict] = []
     best_state: dict[str, torch.Tensor] = {}
-    history = []
-    for epoch in range(config.epochs):
-        train_loss = train_epoch(model, tr_i, tr_t, optimizer, config.batch_size, epoch, config.seed)
-        record = epoch_record(epoch, train_loss, evaluate(model, va_i, va_t, config.batch_size), model.logit_scale.item())
-        history.append(record)
+
+    def keep(end: EpochEnd) -> None:
+        nonlocal best_state
+        history.append(end.record)
+        if end.improved:
+            best_state = copy.deepcopy(end.model.state_dict())  # a copy: never alias the live weights
         if on_epoch is not None:
-            on_epoch(record)
-        if stopper.update(epoch, record["val_loss"]):
-            best_state = copy.deepcopy(model.state_dict())  # a copy: never alias the live weights
-        if stopper.should_stop:
-            break
+            on_epoch(end.record)
+
+    stopper = run_epochs(model, optimizer, data, config, keep)
     return FitResult(best_state, stopper.best_epoch, history)

@@ -1,9 +1,11 @@
 """Ray Train wrapper: one ``TorchTrainer`` (DDP) per cross-validation fold.
 
-Each worker runs the pure-torch functions of :mod:`niclip_ray.training.loop`. Every
+Each worker runs the epoch loop of :mod:`niclip_ray.training.loop`
+(:func:`~niclip_ray.training.loop.run_epochs`) on a model from ``prepare_model``. Every
 global batch is cut into equal slices, one per worker; the features are all-gathered with
 gradients, so the loss sees the whole batch (all negatives) and a DDP epoch equals the
-single-process epoch. Backend: gloo on CPU, NCCL on GPU.
+single-process epoch. Backend: gloo on CPU, NCCL on GPU. Running several folds at once is
+:mod:`niclip_ray.training.folds`.
 
 Run layout under ``storage_path``::
 
@@ -24,29 +26,27 @@ import json
 import logging
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.errors import ConfigError
 from niclip_ray.model import CLIP
 from niclip_ray.runtime.session import TRAIN_LOG_LEVEL
 from niclip_ray.training.loop import (
-    EarlyStopping,
+    EpochEnd,
     TrainConfig,
+    TrainTensors,
     build_model,
-    epoch_record,
     evaluate,
     make_optimizer,
-    train_epoch,
+    run_epochs,
+    unwrap,
 )
 from niclip_ray.training.splits import FoldSplit
-
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -87,10 +87,6 @@ class FoldOutcome:
     extra: dict = field(default_factory=dict)
 
 
-def _unwrap(model: torch.nn.Module) -> CLIP:
-    return model.module if hasattr(model, "module") else model
-
-
 def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate a tensor over all workers; gradients flow back to each worker's slice."""
     import torch.distributed.nn.functional as dist_fn
@@ -101,6 +97,16 @@ def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 def _load_state(checkpoint) -> dict:
     with checkpoint.as_directory() as directory:
         return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def _restore(checkpoint, model: CLIP, optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Load a checkpoint's weights and optimizer state; return its epoch log ([] without one)."""
+    if checkpoint is None:
+        return []
+    state = _load_state(checkpoint)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["history"]
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -120,7 +126,11 @@ def _epoch_line(fold: int, row: dict) -> str:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """The per-worker loop (runs inside a Ray Train worker).
+    """The per-worker function: :func:`run_epochs` on a DDP model, checkpointed each epoch.
+
+    Resumes from ``ray.train.get_checkpoint()`` (weights, optimizer state, epoch log and so
+    the next epoch and the early stopping state). After each epoch rank 0 appends the row to
+    metrics.jsonl and saves a checkpoint; every rank calls ``ray.train.report``.
 
     ``config`` keys: ``train`` (TrainConfig as a dict), ``data`` (ObjectRef of a dict with
     ``images`` and ``texts`` arrays), ``train_idx``, ``val_idx``, ``fold``, ``metrics_path``
@@ -135,43 +145,25 @@ def train_loop_per_worker(config: dict) -> None:
     cfg = TrainConfig(**config["train"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-    data = ray.get(config["data"])
-    train_i, train_t, val_i, val_t = (
-        torch.as_tensor(data[side][idx], dtype=torch.float32, device=device)
-        for idx in (config["train_idx"], config["val_idx"])
-        for side in ("images", "texts")
+    arrays = ray.get(config["data"])
+    data = TrainTensors.from_arrays(
+        *(arrays[side][config[part]] for part in ("train_idx", "val_idx") for side in ("images", "texts")),
+        device=ray.train.torch.get_device(),
     )
-    model = ray.train.torch.prepare_model(build_model(train_t.shape[1], train_i.shape[1], cfg))
+    model = ray.train.torch.prepare_model(build_model(data.train_texts.shape[1], data.train_images.shape[1], cfg))
     optimizer = make_optimizer(model, cfg)
-    history: list[dict] = []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        state = _load_state(checkpoint)
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
+    history = _restore(ray.train.get_checkpoint(), unwrap(model), optimizer)
     metrics_path = Path(config["metrics_path"])
     if rank == 0:
         _write_history(metrics_path, history)
-    stopper = EarlyStopping.replay(cfg.patience, history)
-    gather = _gather_with_grad if world > 1 else None
-    for epoch in range(len(history), cfg.epochs):
-        if stopper.should_stop:
-            break
-        started = time.perf_counter()
-        train_loss = train_epoch(model, train_i, train_t, optimizer, cfg.batch_size, epoch, cfg.seed, rank, world, gather)
-        seconds = time.perf_counter() - started
-        module = _unwrap(model)
-        row = epoch_record(epoch, train_loss, evaluate(module, val_i, val_t, cfg.batch_size), module.logit_scale.item())
-        row["train_seconds"] = seconds
-        row["fold"] = config["fold"]
+
+    def checkpoint_and_report(end: EpochEnd) -> None:
+        row = {**end.record, "train_seconds": end.seconds, "fold": config["fold"]}
         history.append(row)
-        stopper.update(epoch, row["val_loss"])
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:
-                state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(), "history": history}
+                state = {"model": end.model.state_dict(), "optimizer": optimizer.state_dict(), "history": history}
                 torch.save(state, Path(tmp) / STATE_FILE)
                 saved = ray.train.Checkpoint.from_directory(tmp)
                 with open(metrics_path, "a") as fh:
@@ -179,7 +171,11 @@ def train_loop_per_worker(config: dict) -> None:
                 if config["print_epochs"]:  # not print(): Ray Train's patched print logs it twice
                     sys.stdout.write(_epoch_line(config["fold"], row) + "\n")
                     sys.stdout.flush()
-            ray.train.report({"epoch": epoch, "val_loss": row["val_loss"]}, checkpoint=saved)
+            ray.train.report({"epoch": row["epoch"], "val_loss": row["val_loss"]}, checkpoint=saved)
+
+    gather = _gather_with_grad if world > 1 else None
+    run_epochs(model, optimizer, data, cfg, checkpoint_and_report, done=list(history), rank=rank,
+               world_size=world, gather=gather)
 
 
 def run_fold(
@@ -255,54 +251,3 @@ def run_fold(
     test_i, test_t = (torch.as_tensor(a, dtype=torch.float32) for a in test_arrays)
     test = evaluate(model, test_i, test_t, config.batch_size)
     return FoldOutcome(split.fold, best_epoch, best_state, history, test, run_dir)
-
-
-def run_folds(
-    images: np.ndarray,
-    texts: np.ndarray,
-    splits: list[FoldSplit],
-    config: TrainConfig,
-    scaling: ScalingOptions,
-    storage_path: Path,
-    max_concurrent_folds: int = 1,
-    print_epochs: bool = True,
-) -> list[FoldOutcome]:
-    """Fit every fold, at most ``max_concurrent_folds`` ``TorchTrainer`` runs at a time.
-
-    Features are put in the object store once and shared by all folds' workers.
-
-    Raises
-    ------
-    InputError
-        When the batch size does not split evenly across the workers.
-    ConfigError
-        When the cluster cannot hold one fold's workers (Ray would wait forever).
-    """
-    import ray
-
-    from niclip_ray.runtime.session import cluster_cpus, cluster_gpus
-
-    if config.batch_size % scaling.num_workers:
-        raise InputError(f"--batch-size {config.batch_size} must be a multiple of --num-workers {scaling.num_workers}")
-    need_cpus = scaling.num_workers * scaling.cpus_per_worker
-    if need_cpus > cluster_cpus():
-        raise ConfigError(f"{scaling.num_workers} workers x {scaling.cpus_per_worker} CPUs exceed the cluster's {cluster_cpus():g} CPUs")
-    if scaling.use_gpu and scaling.num_workers > cluster_gpus():
-        raise ConfigError(f"--use-gpu needs {scaling.num_workers} GPUs; the cluster has {cluster_gpus():g}")
-    data_ref = ray.put({"images": np.ascontiguousarray(images), "texts": np.ascontiguousarray(texts)})
-
-    def one(split: FoldSplit) -> FoldOutcome:
-        test = (images[split.test], texts[split.test])
-        return run_fold(data_ref, split, config, scaling, storage_path, test, print_epochs)
-
-    workers = max(1, min(max_concurrent_folds, len(splits)))
-    if workers == 1:
-        return [one(split) for split in splits]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold") as pool:
-        return list(pool.map(one, splits))
-
-
-def worker_cpu_share(num_workers: int, max_concurrent_folds: int, total_cpus: float, wanted: float = 1.0) -> float:
-    """CPUs per worker so that concurrent folds fit and half a CPU stays free (Ray notes §2)."""
-    budget = max(total_cpus - 0.5, 0.25)
-    return round(min(wanted, budget / max(1, num_workers * max_concurrent_folds)), 3)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,15 @@ def kfold_splits(n: int, n_folds: int, seed: int = 0, val_fraction: float = 0.1)
 
     Raises
     ------
+    ParameterError
+        When ``n_folds`` or ``val_fraction`` is out of range.
     InputError
         When there are too few rows for every part to hold at least two.
     """
     if n_folds < 2:
-        raise InputError(f"--folds must be at least 2, got {n_folds}")
+        raise ParameterError("n_folds", f"must be at least 2, got {n_folds}")
     if not 0.0 < val_fraction < 1.0:
-        raise InputError(f"validation fraction must be in (0, 1), got {val_fraction}")
+        raise ParameterError("val_fraction", f"must be in (0, 1), got {val_fraction}")
     if n < 3 * n_folds or n // n_folds < 2:
         raise InputError(f"{n} paired studies are too few for {n_folds} folds (need at least {3 * n_folds})")
     rng = np.random.default_rng(seed)

@@ -1,14 +1,25 @@
-"""The pure-torch loop: batches, learning on a synthetic paired set, early stopping."""
+"""The pure-torch loop: batches, learning on a synthetic paired set, early stopping, resume."""
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import ParameterError
 from niclip_ray.training.data import l2_normalise
-from niclip_ray.training.loop import EarlyStopping, TrainConfig, epoch_batches, evaluate, fit
+from niclip_ray.training.loop import (
+    EarlyStopping,
+    TrainConfig,
+    TrainTensors,
+    build_model,
+    epoch_batches,
+    evaluate,
+    fit,
+    make_optimizer,
+    run_epochs,
+)
 
 
 def paired(n, text_dim=12, image_dim=8, seed=0, noise=0.3):
@@ -27,7 +38,7 @@ def test_epoch_batches_cover_rows_once_and_split_evenly():
     assert not np.array_equal(np.concatenate(batches), np.concatenate(epoch_batches(50, 16, epoch=1, seed=0)))
     # two workers: each batch trimmed to an even size; a lone trailing row is dropped
     assert [len(b) for b in epoch_batches(49, 16, epoch=0, seed=0, world_size=2)] == [16, 16, 16]
-    with pytest.raises(InputError, match="multiple"):
+    with pytest.raises(ParameterError, match="^batch_size must be a multiple of world_size"):
         epoch_batches(50, 15, 0, 0, world_size=2)
 
 
@@ -76,9 +87,53 @@ def test_fit_stops_early_on_validation_loss():
     assert len(result.history) == result.best_epoch + 1 + 3
 
 
-def test_bad_config_names_the_option():
-    with pytest.raises(InputError, match="--batch-size"):
+def run_for(epochs, model, optimizer, data, config, done=()):
+    """The EpochEnd of every epoch run_epochs runs, up to ``epochs``."""
+    ends = []
+    run_epochs(model, optimizer, data, TrainConfig(**{**config.to_dict(), "epochs": epochs}), ends.append, done=done)
+    return ends
+
+
+def test_run_epochs_resumed_from_a_saved_state_equals_an_uninterrupted_run():
+    images, texts = paired(60, seed=3)
+    data = TrainTensors.from_arrays(images[:48], texts[:48], images[48:], texts[48:])
+    config = TrainConfig(epochs=4, batch_size=16, lr=1e-2, dropout=0.3, patience=4, seed=2)
+    whole_model = build_model(12, 8, config)
+    whole = run_for(4, whole_model, make_optimizer(whole_model, config), data, config)
+
+    model = build_model(12, 8, config)
+    optimizer = make_optimizer(model, config)
+    before = run_for(2, model, optimizer, data, config)
+    saved = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+    # a differently initialised model: the resumed run can only match by loading the saved state
+    resumed = build_model(12, 8, TrainConfig(**{**config.to_dict(), "seed": 99}))
+    resumed_optimizer = make_optimizer(resumed, config)
+    resumed.load_state_dict(saved[0])
+    resumed_optimizer.load_state_dict(saved[1])
+    after = run_for(4, resumed, resumed_optimizer, data, config, done=[end.record for end in before])
+
+    assert [end.record["epoch"] for end in after] == [2, 3]
+    assert [end.record for end in before + after] == [end.record for end in whole]
+    for key, value in resumed.state_dict().items():
+        torch.testing.assert_close(value, whole_model.state_dict()[key], rtol=0, atol=0)
+
+
+def test_run_epochs_resumes_the_early_stopping_state_of_the_done_epochs():
+    images, texts = paired(40, seed=4)
+    data = TrainTensors.from_arrays(images[:32], texts[:32], images[32:], texts[32:])
+    config = TrainConfig(epochs=10, batch_size=16, patience=2, seed=0)
+    model = build_model(12, 8, config)
+    done = [{"epoch": 0, "val_loss": -1.0}]  # a loss no epoch can beat (InfoNCE is >= 0)
+    ends = run_for(10, model, make_optimizer(model, config), data, config, done=done)
+    assert [(end.record["epoch"], end.improved) for end in ends] == [(1, False), (2, False)]
+    stopped = [{"epoch": e, "val_loss": v} for e, v in enumerate([1.0, 2.0, 3.0])]
+    assert run_for(10, model, make_optimizer(model, config), data, config, done=stopped) == []
+
+
+def test_bad_config_names_the_parameter():
+    with pytest.raises(ParameterError, match=r"^batch_size must be at least 2, got 1$") as error:
         TrainConfig(batch_size=1)
-    with pytest.raises(InputError, match="--dropout"):
+    assert error.value.param == "batch_size"
+    with pytest.raises(ParameterError, match=r"^dropout must be in \[0, 1\), got 1.0$"):
         TrainConfig(dropout=1.0)
     assert math.isclose(TrainConfig().lr, 5e-4)
