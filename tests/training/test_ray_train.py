@@ -1,4 +1,4 @@
-"""Ray Train: 2-worker DDP equals the single-process loop, resumes, and survives a crash."""
+"""Ray Train: 2-worker DDP equals the single-process loop, resumes its checkpoint, survives a crash."""
 
 import json
 import os
@@ -28,17 +28,25 @@ def dataset(n=40, text_dim=12, image_dim=8, seed=0):
 SPLIT = FoldSplit(0, np.arange(32), np.arange(32, 36), np.arange(36, 40))
 
 
-def single_process_weights(images, texts, config, epochs):
+def single_process_weights(images, texts, config, epochs, state=None):
+    """Weights after ``epochs`` in one process, from scratch or continuing a saved ``state``."""
     model = build_model(texts.shape[1], images.shape[1], config)
     optimizer = make_optimizer(model, config)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
     tr_i, tr_t = torch.as_tensor(images[SPLIT.train]), torch.as_tensor(texts[SPLIT.train])
-    for epoch in range(epochs):
+    for epoch in range(0 if state is None else len(state["history"]), epochs):
         train_epoch(model, tr_i, tr_t, optimizer, config.batch_size, epoch, config.seed)
     return model.state_dict()
 
 
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("checkpoint_*/state.pt"))
+
+
 def latest_state(run_dir: Path) -> dict:
-    states = [torch.load(p, weights_only=True) for p in run_dir.glob("checkpoint_*/state.pt")]
+    states = [torch.load(p, weights_only=True) for p in checkpoint_paths(run_dir)]
     return max(states, key=lambda s: len(s["history"]))
 
 
@@ -52,7 +60,7 @@ def fit(tmp_path, config, scaling, train_loop=ray_train.train_loop_per_worker):
     )
 
 
-def test_ddp_matches_single_process_and_resumes_from_last_epoch(ray_local, tmp_path):
+def test_ddp_matches_single_process_and_resumes_from_its_checkpoint(ray_local, tmp_path):
     images, texts = dataset()
     scaling = ray_train.ScalingOptions(num_workers=2, cpus_per_worker=0.5, max_failures=0)
     config = TrainConfig(epochs=1, batch_size=8, lr=1e-2, weight_decay=0.1, dropout=0.0, patience=5, seed=3)
@@ -63,16 +71,27 @@ def test_ddp_matches_single_process_and_resumes_from_last_epoch(ray_local, tmp_p
         torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5)
     assert [r["epoch"] for r in first.history] == [0]
 
-    # same run name, more epochs: continues at epoch 2 with the restored optimizer state
+    # Mark the saved checkpoint so that only a restore can explain what the rerun gives:
+    # other weights (a model of another seed) and a logged epoch 0 whose train loss no run
+    # computes. A rerun from scratch would train epoch 0 again from the seed-3 weights.
+    [path] = checkpoint_paths(run_dir)
+    saved = torch.load(path, weights_only=True)
+    saved["model"] = build_model(texts.shape[1], images.shape[1], TrainConfig(seed=11, dropout=0.0)).state_dict()
+    saved["history"][0]["train_loss"] = -1.0
+    torch.save(saved, path)
+
+    # same run name, more epochs: continues at epoch 1 from the saved weights and optimizer state
     config3 = TrainConfig(**{**config.to_dict(), "epochs": 3})
     second = fit(tmp_path, config3, scaling)
     assert [r["epoch"] for r in second.history] == [0, 1, 2]
-    assert second.history[0] == first.history[0]
-    expected3 = single_process_weights(images, texts, config3, 3)
+    assert second.history[0] == {**first.history[0], "train_loss": -1.0}  # epoch 0 was not run again
+    expected3 = single_process_weights(images, texts, config3, 3, state=saved)
     for key, value in latest_state(run_dir)["model"].items():
         torch.testing.assert_close(value, expected3[key], rtol=1e-4, atol=1e-5)
+    from_scratch = single_process_weights(images, texts, config3, 3)  # what a restart would give
+    assert any(not torch.allclose(value, from_scratch[key], rtol=1e-3, atol=1e-3) for key, value in expected3.items())
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    assert [x["epoch"] for x in lines] == [0, 1, 2] and lines[0]["train_loss"] == -1.0
     # the bundle weights are the best epoch by validation loss, scored on the test rows
     assert second.best_epoch == int(np.argmin([r["val_loss"] for r in second.history]))
     assert set(second.test) == {"loss", "recall@10", "recall@100", "mix&match"}
