@@ -24,18 +24,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pandas as pd
 
 from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.ingest import read_source, write_corpus
-from niclip_ray.corpus.schema import Corpus, validate
+from niclip_ray.corpus.schema import validate
+from niclip_ray.corpus.subset import subset_studies
+from niclip_ray.evaluation.labels import LABEL_TASKS, report_maps, truth_table
+from niclip_ray.features.study_maps import write_study_maps
 
 SOURCE = "nimare:nback_vs_flanker"
-#: The task each study label of the corpus stands for, in the bundled ontology.
-LABEL_TASKS = {"n-back": "n-back task", "flanker": "eriksen flanker task"}
-MOTOR_TASK = "motor fMRI task paradigm"
 MOTOR_MAP_ID = "motor-neurovault-10426"
 
 
@@ -88,21 +86,6 @@ class DemoResult:
 Say = Callable[[str], None]
 
 
-def subset_studies(corpus: Corpus, n: int, seed: int) -> Corpus:
-    """A seeded subset of ``n`` studies, balanced across labels as far as they allow."""
-    studies = corpus.studies
-    if n >= len(studies):
-        return corpus
-    rng = np.random.default_rng(seed)
-    groups = {label: frame.index.to_numpy() for label, frame in studies.groupby("label")}
-    per_label = max(1, n // len(groups))
-    keep = np.concatenate([rng.permutation(idx)[:per_label] for idx in groups.values()])
-    kept = studies.loc[np.sort(keep)].reset_index(drop=True)
-    ids = set(kept["study_id"])
-    coords = corpus.coordinates[corpus.coordinates["study_id"].isin(ids)].reset_index(drop=True)
-    return Corpus(kept, coords, corpus.errors)
-
-
 def stage_corpus(settings: DemoSettings, say: Say) -> Path:
     """Ingest the shipped studyset (a seeded subset with ``max_studies``)."""
     out = settings.out_dir / "corpus"
@@ -126,56 +109,6 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     build_standin(atlas_dir, settings.dimension, seed=settings.seed)
     say(f"atlas: offline stand-in DiFuMo-{settings.dimension} in {atlas_dir} (no real DiFuMo cache given)")
     return atlas_dir
-
-
-def write_study_maps(corpus_dir: Path, study_ids: list[str], out_dir: Path) -> dict[str, Path]:
-    """Write each study's MKDA map (10 mm binary spheres on the 2 mm MNI grid) as NIfTI."""
-    from niclip_ray.atlas.mask import load_brain_mask
-    from niclip_ray.features.mkda import study_map
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mask = load_brain_mask()
-    inside = np.asarray(mask.dataobj).astype(bool)
-    coords = load_corpus(corpus_dir).coordinates.groupby("study_id")
-    paths = {}
-    for sid in study_ids:
-        path = out_dir / f"study-{sid}.nii.gz"
-        if not path.is_file():
-            indices, values = study_map(coords.get_group(sid)[["x", "y", "z"]].to_numpy(float), mask)
-            flat = np.zeros(int(inside.sum()), dtype=np.float32)
-            flat[indices] = values
-            volume = np.zeros(inside.shape, dtype=np.float32)
-            volume[inside] = flat
-            nib.save(nib.Nifti1Image(volume, mask.affine), path)
-        paths[f"study-{sid}"] = path
-    return paths
-
-
-def truth_table(map_labels: dict[str, str], ontology) -> pd.DataFrame:
-    """True task, concepts and domains of each map, from the ontology's hierarchy."""
-    from niclip_ray.evaluation import truth_from_labels
-
-    domain_names = ontology.domains.set_index("domain_id")["name"]
-    concepts = ontology.concepts.set_index("name")["domain_id"]
-    tasks = {**LABEL_TASKS, "motor": MOTOR_TASK}
-    label_terms = {}
-    for label, task in tasks.items():
-        linked = ontology.concepts_of(task)
-        label_terms[label] = {
-            "task": [task],
-            "concept": linked,
-            "domain": sorted({domain_names[concepts[c]] for c in linked}),
-        }
-    return truth_from_labels(map_labels, label_terms)
-
-
-def report_maps(map_labels: dict[str, str], per_label: int) -> list[str]:
-    """Maps drawn in the report: the first ``per_label`` of each label (all are scored)."""
-    shown: dict[str, list[str]] = {}
-    for map_id, label in sorted(map_labels.items()):
-        if len(shown.setdefault(label, [])) < per_label:
-            shown[label].append(map_id)
-    return [m for label in sorted(shown) for m in shown[label]]
 
 
 def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> DemoResult:

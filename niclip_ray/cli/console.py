@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: Decoded maps printed as tables; more are only written to files.
+SHOW_MAPS = 3
 
 
 def say(message: str, *, quiet: bool = False) -> None:
@@ -40,3 +43,15 @@ def report_stage(summary, *, quiet: bool = False) -> None:
     if summary.failed_shards:
         raise StageFailed(f"{summary.line()}; rerun the same command to retry them")
     say(summary.line(), quiet=quiet)
+
+
+def print_map(map_id: str, rows, n: int = 5) -> None:
+    """Print a map's top ``n`` tasks, concepts and domains from its decode rows."""
+    table = Table(title=f"{map_id}: top predictions")
+    for column in ("level", "rank", "term", "prob", "bayes_factor"):
+        table.add_column(column, justify="right" if column in ("rank", "prob", "bayes_factor") else "left")
+    for level in ("task", "concept", "domain"):
+        for row in rows[(rows["level"] == level) & (rows["rank"] <= n)].sort_values("rank").itertuples():
+            bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
+            table.add_row(level, str(row.rank), str(row.term), f"{row.prob:.3f}", bf)
+    out.print(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -20,20 +20,18 @@ class GlobalOptions:
     quiet: bool = False
     verbose: bool = False
     working_dir: Path | None = Path(".")
+    #: The raw command line (without the program name); job submission turns it into the
+    #: job's entrypoint.
+    argv: list[str] = field(default_factory=list)
 
     def ray_options(self) -> RayOptions:
         """The Ray connection these options ask for."""
         return RayOptions(address=self.address, num_cpus=self.num_cpus, quiet=self.quiet)
 
 
-#: Set by the root callback; the error handler reads ``verbose`` from it.
-CURRENT = GlobalOptions()
-#: The raw command line of this invocation (without the program name); job submission
-#: turns it into the job's entrypoint.
-ARGV: list[str] = []
-
-
 def options(ctx: typer.Context) -> GlobalOptions:
-    """The global options of the running command."""
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else CURRENT
+    """The global options of the running command (defaults when run without :func:`run`)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, GlobalOptions):
+        root.obj = GlobalOptions()
+    return root.obj

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from niclip_ray.cli.console import err, out, report_stage, say
+from niclip_ray.cli.console import SHOW_MAPS, err, print_map, report_stage, say
 from niclip_ray.cli.context import options
+from niclip_ray.cli.options import AtlasDirOpt, TopKOpt
 
 #: At most this many maps get a console table.
-SHOW_MAPS = 3
 
 
 def decode(
@@ -30,7 +29,7 @@ def decode(
         Path | None, typer.Option("--neurovault-dir", help="nilearn data dir holding neurovault/collection_<id>/.")
     ] = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch missing collections from NeuroVault.")] = False,
-    topk: Annotated[int, typer.Option("--topk", "--top-k", min=1, help="Tasks and concepts kept per map.")] = 10,
+    topk: TopKOpt = 10,
     logit_scale: Annotated[
         float | None, typer.Option("--logit-scale", help="Similarity scale (default: the bundle's).")
     ] = None,
@@ -38,7 +37,7 @@ def decode(
         bool | None,
         typer.Option("--hierarchical/--tasks-only", help="Concepts and domains too (default: if the bundle has an ontology)."),
     ] = None,
-    atlas_dir: Annotated[Path | None, typer.Option("--atlas-dir", help="nilearn data dir holding difumo_atlases/.")] = None,
+    atlas_dir: AtlasDirOpt = None,
     allow_atlas_mismatch: Annotated[
         bool, typer.Option("--allow-atlas-mismatch", help="Decode even if the atlas found is not the bundle's.")
     ] = False,
@@ -96,15 +95,5 @@ def decode(
     map_ids = sorted(set(decoded["map_id"]))
     if len(map_ids) <= SHOW_MAPS:
         for map_id in map_ids:
-            _print_map(map_id, decoded[decoded["map_id"] == map_id])
+            print_map(map_id, decoded[decoded["map_id"] == map_id])
 
-
-def _print_map(map_id: str, rows, n: int = 5) -> None:
-    table = Table(title=f"{map_id}: top predictions")
-    for column in ("level", "rank", "term", "prob", "bayes_factor"):
-        table.add_column(column, justify="right" if column in ("rank", "prob", "bayes_factor") else "left")
-    for level in ("task", "concept", "domain"):
-        for row in rows[(rows["level"] == level) & (rows["rank"] <= n)].sort_values("rank").itertuples():
-            bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
-            table.add_row(level, str(row.rank), str(row.term), f"{row.prob:.3f}", bf)
-    out.print(table)

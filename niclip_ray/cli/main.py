@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from niclip_ray import __version__
-from niclip_ray.cli import context
+from niclip_ray.cli.context import GlobalOptions, options
 from niclip_ray.cli.console import err
 from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.baselines import app as baselines_app
@@ -89,23 +89,21 @@ def root(
     ] = False,
 ) -> None:
     """Global options go before the command name."""
-    ctx.obj = context.GlobalOptions(
-        address=address, cluster=cluster, num_cpus=num_cpus, quiet=quiet, verbose=verbose, working_dir=working_dir
-    )
-    context.CURRENT = ctx.obj
+    opts = options(ctx)
+    opts.address, opts.cluster, opts.num_cpus = address, cluster, num_cpus
+    opts.quiet, opts.verbose, opts.working_dir = quiet, verbose, working_dir
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if config is not None:
         ctx.default_map = default_map(load_run_config(config))
-    if wants_submission(ctx.obj, ctx.invoked_subcommand, context.ARGV):
-        raise typer.Exit(run_as_job(ctx.obj, context.ARGV))
+    if wants_submission(opts, ctx.invoked_subcommand, opts.argv):
+        raise typer.Exit(run_as_job(opts, opts.argv))
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; our errors become one line on stderr."""
-    context.CURRENT = context.GlobalOptions()
-    context.ARGV = list(sys.argv[1:] if argv is None else argv)
+    opts = GlobalOptions(argv=list(sys.argv[1:] if argv is None else argv))
     try:
-        result = app(args=argv, prog_name="niclip-ray", standalone_mode=False)
+        result = app(args=argv, prog_name="niclip-ray", standalone_mode=False, obj=opts)
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
@@ -116,15 +114,15 @@ def run(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except NiclipError as exc:
-        _report(exc)
+        _report(exc, opts.verbose)
         return exc.exit_code
     except Exception as exc:  # anything unexpected: still one line, traceback on --verbose
-        _report(exc, prefix=f"unexpected {type(exc).__name__}: ")
+        _report(exc, opts.verbose, prefix=f"unexpected {type(exc).__name__}: ")
         return 1
 
 
-def _report(exc: BaseException, prefix: str = "") -> None:
-    if context.CURRENT.verbose:
+def _report(exc: BaseException, verbose: bool, prefix: str = "") -> None:
+    if verbose:
         err.print(traceback.format_exc(), markup=False)
     err.print(f"error: {prefix}{user_message(exc)}", markup=False)
 

@@ -1,6 +1,37 @@
-"""What the CLI shares between command modules: parameter names mapped to their flags."""
+"""What the CLI shares between command modules: option types, and parameter names mapped to flags."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+CorpusOpt = Annotated[Path, typer.Option("--corpus", help="Corpus directory from 'corpus ingest'.")]
+StageOutOpt = Annotated[Path, typer.Option("--out", help="Stage directory for part-NNNNN.parquet (resumable).")]
+AtlasDirOpt = Annotated[
+    Path | None, typer.Option("--atlas-dir", help="nilearn data directory holding difumo_atlases/ (real or stand-in).")
+]
+DimOpt = Annotated[int, typer.Option("--dim", help="DiFuMo components.")]
+SectionOpt = Annotated[str, typer.Option(help="Text section: abstract or body.")]
+StudyShardOpt = Annotated[int, typer.Option("--shard-size", min=1, help="Studies per part file.")]
+TopKOpt = Annotated[int, typer.Option("--topk", "--top-k", min=1, help="Tasks and concepts kept per map.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Preset (braingpt-7b-v0.2, mistral-7b-v0.1, llama-2-7b-chat, braingpt-7b-v0.1), packaged model "
+        "(smollm2-135m, all-minilm-l6-v2), local model/adapter dir or .gguf, or a cached HF repo id.",
+    ),
+]
+BaseModelOpt = Annotated[
+    str | None, typer.Option(help="Base model of a LoRA adapter (overrides the preset's or the adapter's).")
+]
+MaxLengthOpt = Annotated[
+    int | None, typer.Option(min=1, help="Tokens per window (default: the preset's, else the model's positions).")
+]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16.")]
 
 #: Parameters whose flag is not the parameter's own name with dashes.
 FLAGS = {

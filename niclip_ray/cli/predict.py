@@ -104,7 +104,7 @@ def predict(
     Example: niclip-ray predict --image map.nii.gz --model model.pth --vocabulary vocab.txt
     --vocabulary_emb vocab.npy --vocabulary_prior prior.npy --mask mask.nii.gz --output out
     """
-    from niclip_ray.cli.decode import SHOW_MAPS, _print_map
+    from niclip_ray.cli.console import SHOW_MAPS, print_map
     from niclip_ray.decoding.inputs import collect_maps
     from niclip_ray.decoding.predict import braindec_atlas_dir, check_device, output_targets, write_predictions
     from niclip_ray.decoding.reference import bundle_from_reference
@@ -153,7 +153,7 @@ def predict(
     say(f"{len(written)} CSV files -> {', '.join(sorted({str(p.parent) for p in written}))}",
         quiet=options(ctx).quiet)
     for map_id in sorted(set(decoded["map_id"]))[:SHOW_MAPS]:
-        _print_map(map_id, decoded[decoded["map_id"] == map_id], n=topk)
+        print_map(map_id, decoded[decoded["map_id"] == map_id], n=topk)
 
 
 def _flag(name: str, value: str) -> bool:

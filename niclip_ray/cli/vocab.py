@@ -11,7 +11,7 @@ from rich.table import Table
 
 from niclip_ray.cli.console import out, say
 from niclip_ray.cli.context import options
-from niclip_ray.cli.embed_text import BaseModelOpt, BatchSizeOpt, DtypeOpt, MaxLengthOpt, ModelOpt
+from niclip_ray.cli.options import BaseModelOpt, BatchSizeOpt, DtypeOpt, MaxLengthOpt, ModelOpt
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.runtime import ray_session

@@ -8,7 +8,7 @@ import pytest
 from niclip_ray.atlas.difumo import default_standin_dir
 from niclip_ray.cli.main import run
 from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.demo import subset_studies
+from niclip_ray.corpus.subset import subset_studies
 from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
 from niclip_ray.features.catalog import packaged_model_path

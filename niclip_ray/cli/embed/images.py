@@ -10,19 +10,18 @@ import typer
 from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.cli.console import err, report_stage, shard_progress
 from niclip_ray.cli.context import options
+from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, StageOutOpt, StudyShardOpt
 from niclip_ray.pipelines import images as images_stage
 from niclip_ray.runtime import ray_session
 
 
 def images(
     ctx: typer.Context,
-    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus directory from 'corpus ingest'.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Stage directory for part-NNNNN.parquet (resumable).")],
-    atlas_dir: Annotated[
-        Path | None, typer.Option(help="nilearn data directory holding difumo_atlases/ (real or stand-in).")
-    ] = None,
-    dim: Annotated[int, typer.Option("--dim", help="DiFuMo components.")] = 512,
-    shard_size: Annotated[int, typer.Option(min=1, help="Studies per part file.")] = images_stage.DEFAULT_SHARD_SIZE,
+    corpus: CorpusOpt,
+    out_dir: StageOutOpt,
+    atlas_dir: AtlasDirOpt = None,
+    dim: DimOpt = 512,
+    shard_size: StudyShardOpt = images_stage.DEFAULT_SHARD_SIZE,
     num_actors: Annotated[int | None, typer.Option(min=1, help="CPU actors (default: one per CPU).")] = None,
     standin: Annotated[
         bool, typer.Option("--standin/--no-standin", help="Fall back to the offline stand-in atlas.")

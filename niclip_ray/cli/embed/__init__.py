@@ -13,8 +13,9 @@ import typer
 
 from niclip_ray.cli.console import report_stage
 from niclip_ray.cli.context import options
-from niclip_ray.cli.embed_images import images
-from niclip_ray.cli.embed_text import ModelOpt, text
+from niclip_ray.cli.options import AtlasDirOpt, DimOpt, DtypeOpt, ModelOpt, SectionOpt
+from niclip_ray.cli.embed.images import images
+from niclip_ray.cli.embed.text import text
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import features
 from niclip_ray.runtime import ray_session
@@ -32,10 +33,10 @@ def both(
         Path | None, typer.Option("--out", help="Features directory (images/ and text/ inside).")
     ] = None,
     model: ModelOpt = "braingpt-7b-v0.2",
-    section: Annotated[str, typer.Option(help="Text section: abstract or body.")] = "body",
-    dim: Annotated[int, typer.Option(help="DiFuMo components.")] = 512,
-    atlas_dir: Annotated[Path | None, typer.Option(help="nilearn data directory holding difumo_atlases/.")] = None,
-    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16.")] = "auto",
+    section: SectionOpt = "body",
+    dim: DimOpt = 512,
+    atlas_dir: AtlasDirOpt = None,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Run both feature stages when no sub-command is given.
 
