@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from niclip_ray.cli.main import run
-from niclip_ray.decoding.vocabulary import read_vocabulary
 from niclip_ray.features.text import TextEmbedder
+from niclip_ray.model.vocabulary import read_vocabulary
 from niclip_ray.ontology import load_ontology
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.pipelines.shards import shard_path
