@@ -92,3 +92,14 @@ def test_vocab_build_refuses_another_model_and_unknown_ids(ray_local, text_featu
     assert run(["vocab", "info", str(tmp_path / "missing.parquet")]) == 1
     assert "cannot read vocabulary" in capsys.readouterr().err
     assert not (tmp_path / "v.parquet").exists()
+
+
+def test_vocab_build_names_the_flag_of_a_bad_setting_before_embedding(ray_local, tiny_bert, text_features, tmp_path,
+                                                                      capsys):
+    argv = ["vocab", "build", "--model", str(tiny_bert), "--text-features", str(text_features),
+            "--out", str(tmp_path / "v.parquet"), "--prior-from", "titles"]  # fmt: skip
+    assert run(argv) == 1
+    assert "--prior-from must be one of combined, names, definitions; got 'titles'" in capsys.readouterr().err
+    assert run([*argv[:5], str(tmp_path / "no-such-stage"), *argv[6:8]]) == 1
+    assert f"--text-features {tmp_path / 'no-such-stage'}" in capsys.readouterr().err
+    assert not (tmp_path / "v.parquet").exists()
