@@ -124,13 +124,13 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     from nilearn.datasets import load_sample_motor_activation_image
 
     from niclip_ray.baselines.run import run_baselines
-    from niclip_ray.decoding.bundle import attach_vocabulary, load_bundle
     from niclip_ray.decoding.inputs import collect_maps
     from niclip_ray.evaluation import evaluate, load_predictions, write_results
     from niclip_ray.evaluation.known_answer import known_answer_test, own_term_first
+    from niclip_ray.model.bundle import attach_vocabulary, load_bundle
     from niclip_ray.ontology import load_ontology
     from niclip_ray.pipelines import decode, features
-    from niclip_ray.pipelines import text as text_stage
+    from niclip_ray.pipelines import vocab as vocab_stage
     from niclip_ray.report import methods_text, read_curves, write_report
     from niclip_ray.runtime import ray_session
     from niclip_ray.runtime.session import cluster_cpus
@@ -174,13 +174,13 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
 
         vocabulary_path = out / "vocabulary.parquet"
         if not vocabulary_path.is_file():
-            build = text_stage.build_vocabulary_table(
+            build = vocab_stage.run(
                 ontology.tasks, paths["features"] / "text", model=settings.model, train_ids=split["train"]
             )
             build.provenance["ontology"] = "builtin"
-            text_stage.write_vocabulary_file(build, vocabulary_path)
+            build.write(vocabulary_path)
         if bundle.vocabulary is None:
-            from niclip_ray.decoding.vocabulary import read_vocabulary
+            from niclip_ray.model.vocabulary import read_vocabulary
 
             bundle = attach_vocabulary(bundle_path, read_vocabulary(vocabulary_path), ontology)
         say(f"vocabulary: {len(bundle.vocabulary)} tasks -> {vocabulary_path}")

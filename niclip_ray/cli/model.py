@@ -44,8 +44,8 @@ def import_reference(
     Example: niclip-ray model import-reference --model brainclip.pth --vocabulary vocab.txt
     --vocabulary-emb vocab-combined.npy --vocabulary-prior prior.npy --cognitiveatlas cognitive_atlas --out bundle
     """
-    from niclip_ray.decoding.bundle import save_bundle
-    from niclip_ray.decoding.reference import bundle_from_reference
+    from niclip_ray.model.bundle import save_bundle
+    from niclip_ray.model.reference import bundle_from_reference
 
     bundle = bundle_from_reference(
         model,
@@ -78,8 +78,8 @@ def attach_vocabulary(
     ] = None,
 ) -> None:
     """Add or replace a bundle's vocabulary (and ontology snapshot); checksums are rewritten."""
-    from niclip_ray.decoding.bundle import attach_vocabulary as attach
-    from niclip_ray.decoding.vocabulary import read_vocabulary
+    from niclip_ray.model.bundle import attach_vocabulary as attach
+    from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.ontology import load_ontology
 
     updated = attach(bundle, read_vocabulary(vocabulary), load_ontology(ontology) if ontology else None)
@@ -89,8 +89,8 @@ def attach_vocabulary(
 @app.command()
 def info(bundle: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
     """Verify a bundle's checksums and describe it."""
-    from niclip_ray.decoding.bundle import load_bundle
-    from niclip_ray.decoding.vocabulary import available_embeddings
+    from niclip_ray.model.bundle import load_bundle
+    from niclip_ray.model.vocabulary import available_embeddings
 
     loaded = load_bundle(bundle)
     config = loaded.config

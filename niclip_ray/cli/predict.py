@@ -2,7 +2,7 @@
 
 The loose files (model ``.pth``, vocabulary ``.txt``, embeddings and prior ``.npy``,
 Cognitive Atlas directory, mask) become an in-memory bundle through
-:func:`niclip_ray.decoding.reference.bundle_from_reference`, the code behind
+:func:`niclip_ray.model.reference.bundle_from_reference`, the code behind
 ``model import-reference``. One image is decoded in this process by the decode stage's own
 process function; several images (or a directory) go through the Ray decode pipeline.
 """
@@ -107,8 +107,8 @@ def predict(
     from niclip_ray.cli.console import SHOW_MAPS, print_map
     from niclip_ray.decoding.inputs import collect_maps
     from niclip_ray.decoding.predict import braindec_atlas_dir, check_device, output_targets, write_predictions
-    from niclip_ray.decoding.reference import bundle_from_reference
     from niclip_ray.errors import InputError
+    from niclip_ray.model.reference import bundle_from_reference
 
     check_device(device)
     hierarchical, reduced = _flag("--hierarchical", hierarchical), _flag("--reduced", reduced)
@@ -173,7 +173,7 @@ def _decode_on_ray(ctx: typer.Context, bundle, items: list[dict], work_root: Pat
     output directory, which the workers write to anyway) and removed afterwards.
     """
     from niclip_ray.cli.console import report_stage
-    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.model.bundle import save_bundle
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session
     from niclip_ray.tables import read_parts

@@ -38,7 +38,7 @@ def train(
 
     Example: niclip-ray train --images work/features/images --text work/features/text --out work/train
     """
-    from niclip_ray.decoding.vocabulary import read_vocabulary
+    from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.runtime import ray_session
     from niclip_ray.runtime.session import cluster_cpus
     from niclip_ray.training.cv import train_cross_validated

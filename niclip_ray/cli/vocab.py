@@ -58,12 +58,13 @@ def build(
     --text-features work/features/text --out work/vocabulary.parquet
     """
     from niclip_ray.ontology import load_ontology
+    from niclip_ray.pipelines import vocab as vocab_stage
 
     opts = options(ctx)
     tasks = load_ontology(ontology, reduced=not full).tasks
     ids = read_id_file(train_ids) if train_ids is not None else None
     with ray_session(opts.ray_options()):
-        result = text_stage.build_vocabulary_table(
+        result = vocab_stage.run(
             tasks,
             text_features,
             model=model,
@@ -77,7 +78,7 @@ def build(
             train_ids=ids,
         )
     result.provenance["ontology"] = ontology
-    text_stage.write_vocabulary_file(result, out_path)
+    result.write(out_path)
     p = result.provenance
     say(
         f"vocab: {len(result.vocabulary)} tasks, prior over {p['n_documents']} {p['section']} documents "
@@ -92,7 +93,12 @@ def info(
     top: Annotated[int, typer.Option(min=1, help="Terms with the highest prior to list.")] = 10,
 ) -> None:
     """Describe a vocabulary: size, embedding widths, provenance and the top prior terms."""
-    from niclip_ray.decoding.vocabulary import EMBEDDING_COLUMNS, available_embeddings, read_vocabulary
+    from niclip_ray.model.vocabulary import (
+        EMBEDDING_COLUMNS,
+        available_embeddings,
+        read_vocabulary,
+        read_vocabulary_provenance,
+    )
 
     vocabulary = read_vocabulary(path)
     table = Table(title=f"Vocabulary {path}", show_header=False)
@@ -101,7 +107,7 @@ def info(
         table.add_row(f"{kind} embeddings", f"{len(vocabulary[EMBEDDING_COLUMNS[kind]].iloc[0])}-d")
     prior = vocabulary["prior"].to_numpy()
     table.add_row("prior sum", f"{prior.sum():.6f}")
-    for key, value in text_stage.read_vocabulary_provenance(path).items():
+    for key, value in read_vocabulary_provenance(path).items():
         table.add_row(key, str(value))
     out.print(table)
     ranked = Table(title=f"Top {min(top, len(vocabulary))} prior terms")

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from niclip_ray.decoding.bundle import Bundle, load_bundle
 from niclip_ray.decoding.posterior import l2_normalise, noisy_or, task_posterior, top_k
 from niclip_ray.decoding.resample import SamplerCache
-from niclip_ray.decoding.vocabulary import embedding_matrix
 from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.model.bundle import Bundle, load_bundle
+from niclip_ray.model.vocabulary import embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Decoder:
     Parameters
     ----------
     bundle : Bundle or path
-        A bundle with a vocabulary (see :func:`niclip_ray.decoding.bundle.load_bundle`).
+        A bundle with a vocabulary (see :func:`niclip_ray.model.bundle.load_bundle`).
     logit_scale : float, optional
         Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
         else the learned value). The paper's jobs use 20.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from niclip_ray.decoding.vocabulary import make_vocabulary
+from niclip_ray.model.vocabulary import make_vocabulary
 
 
 def _linear(gen: torch.Generator, out_dim: int, in_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +139,7 @@ def toy_bundle(
     records the stand-in's ``atlas_id`` and carries the mask, so decoding with
     ``atlas_dir`` needs nothing else.
     """
-    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.model.bundle import save_bundle
     from niclip_ray.ontology import load_ontology
 
     mask = toy_atlas(atlas_dir, dimension=dimension, seed=seed)

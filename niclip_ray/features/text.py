@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from niclip_ray.errors import ParameterError
 from niclip_ray.features.text_models import LoadedModel, ModelSpec, load_model, resolve_model
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class TextEmbedder:
     Parameters
     ----------
     model : str, ModelSpec or LoadedModel
-        A ``--model`` argument (see :func:`~niclip_ray.features.text_models.resolve_model`),
+        A model reference (see :func:`~niclip_ray.features.text_models.resolve_model`),
         a resolved spec, or an already loaded model.
     max_length : int, optional
         Tokens per window (default: the preset's, else the model's positions).
@@ -126,10 +127,9 @@ class TextEmbedder:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         base_model: str | None = None,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        for param, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+            if value < 1:
+                raise ParameterError(param, f"must be at least 1, got {value}")
         if isinstance(model, LoadedModel):
             self.loaded = model
         else:

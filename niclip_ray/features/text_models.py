@@ -1,6 +1,6 @@
 """Which language model to embed text with, where its files are, and how to load it offline.
 
-A model argument (CLI ``--model``) is resolved in this order:
+A model reference (the ``model`` parameter of the text stages) is resolved in this order:
 
 1. a preset name (``braingpt-7b-v0.2``, ...) or the Hugging Face id of one of the paper's
    models (``BrainGPT/BrainGPT-7B-v0.2``, ...): base model, optional LoRA adapter and
@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.catalog import PACKAGED_MODELS, packaged_model_path
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ PRESET_ALIASES = {
 
 
 def resolve_model(model: str, *, base_model: str | None = None, max_length: int | None = None) -> ModelSpec:
-    """Turn a ``--model`` argument into a :class:`ModelSpec` (no weights are read).
+    """Turn a model reference into a :class:`ModelSpec` (no weights are read).
 
     Parameters
     ----------
@@ -93,7 +93,7 @@ def resolve_model(model: str, *, base_model: str | None = None, max_length: int 
         When ``model`` names nothing that exists locally.
     """
     if not model or not model.strip():
-        raise InputError("--model is empty")
+        raise ParameterError("model", "is empty")
     model = model.strip()
     key = PRESET_ALIASES.get(model, model.lower())
     if key in PRESETS:
@@ -117,7 +117,7 @@ def resolve_model(model: str, *, base_model: str | None = None, max_length: int 
         )
     if max_length is not None:
         if max_length < 1:
-            raise InputError(f"--max-length must be at least 1, got {max_length}")
+            raise ParameterError("max_length", f"must be at least 1, got {max_length}")
         spec = replace(spec, max_length=max_length)
     return spec
 
@@ -152,7 +152,7 @@ def _adapter_base(adapter_dir: Path) -> str:
         raise InputError(f"cannot read {adapter_dir / 'adapter_config.json'}: {exc}") from exc
     base = config.get("base_model_name_or_path")
     if not base:
-        raise InputError(f"adapter {adapter_dir} does not name its base model; pass --base-model")
+        raise ParameterError("base_model", f"is needed: adapter {adapter_dir} does not name its base model")
     return str(base)
 
 
@@ -221,10 +221,10 @@ def inspect_model(spec: ModelSpec) -> ModelInfo:
     positions = getattr(config, "max_position_embeddings", None)
     max_length = spec.max_length or positions
     if not max_length:
-        raise InputError(f"model {spec.base}: its config has no max_position_embeddings; pass --max-length")
+        raise ParameterError("max_length", f"is needed: the config of model {spec.base} has no max_position_embeddings")
     if positions and max_length > positions and not _has_rope(config):
-        raise InputError(
-            f"--max-length {max_length} exceeds the {positions} positions of {spec.base} (learned position embeddings)"
+        raise ParameterError(
+            "max_length", f"{max_length} exceeds the {positions} positions of {spec.base} (learned position embeddings)"
         )
     return ModelInfo(int(dim), int(max_length), type(config).__name__.removesuffix("Config"))
 
@@ -274,7 +274,7 @@ def resolve_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if dtype not in names:
-        raise InputError(f"--dtype must be auto, {', '.join(names)}; got {dtype!r}")
+        raise ParameterError("dtype", f"must be auto, {', '.join(names)}; got {dtype!r}")
     return names[dtype]
 
 

@@ -7,18 +7,26 @@
   ``softmax_v(scale * cos(e_v, x_d))``, computed in the raw LLM space (not CLIP space) with
   rows normalised as ``x / (||x|| + 1e-8)``; the reference uses ``scale = 10``. It sums to 1.
 
-Plain numpy; the Ray and file handling live in :mod:`niclip_ray.pipelines.text` and the CLI.
+:func:`embed_vocabulary` does it all for a task table, given any function that embeds
+texts (a :class:`~niclip_ray.features.text.TextEmbedder`, or the Ray task of
+:mod:`niclip_ray.pipelines.vocab`). Plain numpy; the file is :mod:`niclip_ray.model.vocabulary`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pandas as pd
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.features.text import EmbeddingResult
+from niclip_ray.model.vocabulary import make_vocabulary
 
 #: The reference's normalisation epsilon (added to the norm).
 NORM_EPS = 1e-8
+#: Task embeddings the prior can compare with the documents.
+PRIOR_FROM = ("combined", "names", "definitions")
 
 
 def combine_embeddings(names: np.ndarray, definitions: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -29,8 +37,7 @@ def combine_embeddings(names: np.ndarray, definitions: np.ndarray, alpha: float 
     InputError
         When ``alpha`` is outside [0, 1] or the shapes differ.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise InputError(f"--alpha must be in [0, 1], got {alpha}")
+    _check_alpha(alpha)
     names = np.asarray(names, dtype=np.float64)
     definitions = np.asarray(definitions, dtype=np.float64)
     if names.shape != definitions.shape or names.ndim != 2:
@@ -112,14 +119,8 @@ def build_vocabulary(
     prior_from : {"combined", "names", "definitions"}
         Which task embedding the prior compares with the documents.
     """
-    from niclip_ray.decoding.vocabulary import make_vocabulary
-
+    _check_settings(tasks, alpha, prior_from)
     kinds = {"names": name_embeddings, "definitions": definition_embeddings}
-    if prior_from not in ("combined", *kinds):
-        raise InputError(f"--prior-from must be one of combined, names, definitions; got {prior_from!r}")
-    missing = [c for c in ("task_id", "name", "definition") if c not in tasks.columns]
-    if missing:
-        raise InputError(f"the task table lacks columns {missing}")
     kinds["combined"] = combine_embeddings(name_embeddings, definition_embeddings, alpha)
     if len(kinds["combined"]) != len(tasks):
         raise InputError(f"{len(kinds['combined'])} task embeddings for {len(tasks)} tasks")
@@ -131,3 +132,68 @@ def build_vocabulary(
         term_ids=tasks["task_id"].astype(str).tolist(),
         definitions=tasks["definition"].astype(str).tolist(),
     )
+
+
+def embed_vocabulary(
+    tasks: pd.DataFrame,
+    embed: Callable[[Sequence[str]], EmbeddingResult],
+    doc_embeddings: np.ndarray,
+    *,
+    alpha: float = 0.5,
+    prior_scale: float = 10.0,
+    prior_from: str = "combined",
+) -> pd.DataFrame:
+    """Embed a task table's names and definitions, and build its vocabulary over the documents.
+
+    Parameters
+    ----------
+    tasks : DataFrame
+        ``task_id, name, definition`` in vocabulary order (V rows).
+    embed : callable
+        Maps a list of texts to their :class:`~niclip_ray.features.text.EmbeddingResult`,
+        with the model that embedded the documents; called once, names then definitions.
+    doc_embeddings : (N, D) array
+        Raw embeddings of the training documents.
+    alpha, prior_scale, prior_from
+        See :func:`build_vocabulary`.
+
+    Raises
+    ------
+    InputError
+        When a task text cannot be embedded, or task and document widths differ.
+    """
+    _check_settings(tasks, alpha, prior_from)  # before the embedding, which may take minutes
+    names = tasks["name"].astype(str).tolist()
+    definitions = tasks["definition"].astype(str).tolist()
+    texts = names + definitions
+    result = embed(texts)
+    failed = [f"{texts[i]!r}: {error}" for i, error in enumerate(result.errors) if error]
+    if failed:
+        raise InputError(f"{len(failed)} task names/definitions could not be embedded, e.g. {'; '.join(failed[:3])}")
+    docs = np.asarray(doc_embeddings)
+    if result.vectors.shape[1] != docs.shape[1]:
+        raise InputError(f"task embeddings are {result.vectors.shape[1]}-d, documents {docs.shape[1]}-d")
+    n = len(names)
+    return build_vocabulary(
+        tasks,
+        result.vectors[:n],
+        result.vectors[n:],
+        docs,
+        alpha=alpha,
+        prior_scale=prior_scale,
+        prior_from=prior_from,
+    )
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ParameterError("alpha", f"must be in [0, 1], got {alpha}")
+
+
+def _check_settings(tasks: pd.DataFrame, alpha: float, prior_from: str) -> None:
+    _check_alpha(alpha)
+    if prior_from not in PRIOR_FROM:
+        raise ParameterError("prior_from", f"must be one of {', '.join(PRIOR_FROM)}; got {prior_from!r}")
+    missing = [c for c in ("task_id", "name", "definition") if c not in tasks.columns]
+    if missing:
+        raise InputError(f"the task table lacks columns {missing}")

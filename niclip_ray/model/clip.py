@@ -1,12 +1,8 @@
 """The NiCLIP model: small heads that map image and text features into one space.
 
 The module and attribute names reproduce the reference ``braindec/model.py`` so that its
-state dicts (the paper's ``.pth`` weights) load with a strict key check::
-
-    image_model.model.{0,1,2}.{fc,layer_norm}.{weight,bias}
-    text_model.model.0.{projection,fc,layer_norm}.{weight,bias}
-    text_model.model.{1,2}.{fc,layer_norm}.{weight,bias}
-    logit_scale
+state dicts (the paper's ``.pth`` weights) load with a strict key check; the key layout is
+spelt out in :mod:`niclip_ray.model.checkpoint`.
 
 ``logit_scale`` is used *linearly*, as in the reference (no ``exp``, no clamp).
 """
@@ -19,15 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.model.checkpoint import canonical_state_dict, checkpoint_dims
 
 #: Initial value of the learnable logit scale used in the reference training runs.
 LOGIT_SCALE_INIT = 10.0
 #: Epsilon of the L2 normalisation (the reference's prediction code uses 1e-8).
 NORM_EPS = 1e-8
-
-_TEXT_PROJECTION = "text_model.model.0.projection.weight"
-_IMAGE_FC = "image_model.model.0.fc.weight"
 
 
 class ResidualHead(nn.Module):
@@ -116,7 +110,7 @@ class CLIP(nn.Module):
         if text_dim < 1 or image_dim < 1:
             raise InputError(f"CLIP dims must be positive, got text_dim={text_dim}, image_dim={image_dim}")
         if not 0.0 <= dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {dropout}")
+            raise ParameterError("dropout", f"must be in [0, 1), got {dropout}")
         self.text_dim = int(text_dim)
         self.image_dim = int(image_dim)
         self.image_model = _Tower([ResidualHead(image_dim, dropout) for _ in range(3)])
@@ -150,7 +144,8 @@ class CLIP(nn.Module):
         """Build a model whose dims are read from a reference-layout state dict, and load it.
 
         A DDP ``module.`` prefix is stripped and a scalar-like ``logit_scale`` of any shape
-        is accepted; the load is strict otherwise.
+        is accepted (:func:`~niclip_ray.model.checkpoint.canonical_state_dict`); the load
+        is strict otherwise.
 
         Parameters
         ----------
@@ -164,36 +159,14 @@ class CLIP(nn.Module):
         InputError
             When keys are missing or unexpected, or shapes disagree.
         """
-        state = normalise_state_dict(state_dict)
-        for key in (_TEXT_PROJECTION, _IMAGE_FC):
-            if key not in state:
-                raise InputError(f"state dict has no {key!r}: not a NiCLIP CLIP state dict")
-        out_dim, text_dim = state[_TEXT_PROJECTION].shape
-        image_dim = state[_IMAGE_FC].shape[0]
-        if out_dim != image_dim:
-            raise InputError(
-                f"state dict projects text to {out_dim} dims but the image side has {image_dim}; they must match"
-            )
-        model = cls(text_dim=int(text_dim), image_dim=int(image_dim), dropout=dropout)
+        state = canonical_state_dict(state_dict)
+        dims = checkpoint_dims(state)
+        model = cls(text_dim=dims.text_dim, image_dim=dims.image_dim, dropout=dropout)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise InputError(f"state dict does not fit the CLIP layout: {exc}") from exc
         return model
-
-
-def normalise_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip a DDP ``module.`` prefix and make ``logit_scale`` a scalar tensor."""
-    state = {}
-    for key, value in state_dict.items():
-        name = key[len("module.") :] if key.startswith("module.") else key
-        state[name] = value
-    if "logit_scale" in state:
-        scale = torch.as_tensor(state["logit_scale"])
-        if scale.numel() != 1:
-            raise InputError(f"logit_scale must hold one value, got shape {tuple(scale.shape)}")
-        state["logit_scale"] = scale.reshape(())
-    return state
 
 
 def _check_width(x: torch.Tensor, width: int, what: str) -> None:

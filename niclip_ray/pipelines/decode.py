@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from niclip_ray.decoding.bundle import load_bundle
 from niclip_ray.decoding.decoder import Decoder, resolve_atlas
 from niclip_ray.decoding.inputs import load_item
 from niclip_ray.errors import InputError
+from niclip_ray.model.bundle import load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 
 STAGE = "decode"

@@ -14,9 +14,8 @@ Each actor loads the model once. On a cluster with GPUs there is one actor per G
 texts travel inside the shard manifest, so actors never re-read the corpus.
 
 Also here: :func:`embed_texts` (a short list of texts, e.g. a vocabulary, embedded in one
-Ray task on a GPU when there is one), :func:`read_text_features` (the stage's output as a
-matrix) and :func:`build_vocabulary_table` (task embeddings plus the prior over the
-training documents, ``vocabulary.parquet``).
+Ray task on a GPU when there is one) and :func:`read_text_features` (the stage's output as
+a matrix); :mod:`niclip_ray.pipelines.vocab` builds the vocabulary with both.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from niclip_ray.corpus import load_corpus
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
 from niclip_ray.pipelines.shards import MANIFEST_NAME, ProcessFn, StageSummary, run_stage
@@ -43,13 +42,12 @@ STAGE = "text"
 SECTIONS = ("abstract", "body")
 DEFAULT_SHARD_SIZE = 128
 DEFAULT_BATCH_SIZE = 8
-VOCAB_METADATA_KEY = b"niclip.vocabulary"
 
 
 def text_items(corpus_dir: str | Path, section: str) -> list[dict]:
     """One manifest item per study: ``study_id``, its ``text``, and ``input_error`` if unusable."""
     if section not in SECTIONS:
-        raise InputError(f"--section must be one of {', '.join(SECTIONS)}, got {section!r}")
+        raise ParameterError("section", f"must be one of {', '.join(SECTIONS)}, got {section!r}")
     studies = load_corpus(corpus_dir).studies
     if section not in studies.columns:
         raise InputError(f"{corpus_dir}: studies.parquet has no {section!r} column")
@@ -203,8 +201,9 @@ def run(
     on_shard : callable, optional
         Progress callback, called with each finished shard's result.
     """
-    if batch_size < 1 or max_tokens < 1:
-        raise InputError(f"--batch-size and --max-tokens must be at least 1, got {batch_size} and {max_tokens}")
+    for param, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+        if value < 1:
+            raise ParameterError(param, f"must be at least 1, got {value}")
     items = text_items(corpus_dir, section)
     spec = resolve_model(model, base_model=base_model, max_length=max_length)
     info = inspect_model(spec)  # fails here, not in every actor, when the model is unusable
@@ -279,8 +278,15 @@ class TextFeatures:
     n_failed: int  # rows with an error, left out
 
 
-def read_text_features(directory: str | Path, train_ids: Sequence[str] | None = None) -> TextFeatures:
+def read_text_features(text_features: str | Path, train_ids: Sequence[str] | None = None) -> TextFeatures:
     """Read the embeddings written by the text stage, optionally only the training documents.
+
+    Parameters
+    ----------
+    text_features : path
+        The text stage directory.
+    train_ids : sequence of str, optional
+        Study ids of the documents to keep (default: every embedded document).
 
     Raises
     ------
@@ -289,13 +295,13 @@ def read_text_features(directory: str | Path, train_ids: Sequence[str] | None = 
         or no successfully embedded document left.
     """
     try:
-        table = read_parts(directory, columns=["study_id", "section", "embedding", "model_id", "error"])
+        table = read_parts(text_features, columns=["study_id", "section", "embedding", "model_id", "error"])
     except FileNotFoundError as exc:
-        raise InputError(f"--text-features {directory}: {exc}") from exc
+        raise ParameterError("text_features", f"{text_features}: {exc}") from exc
     for column in ("model_id", "section"):
         values = pc.unique(table[column]).to_pylist()
         if len(values) != 1:
-            raise InputError(f"--text-features {directory} mixes several {column}s: {values}")
+            raise ParameterError("text_features", f"{text_features} mixes several {column}s: {values}")
     ids = table["study_id"].to_pylist()
     failed = np.array([bool(e) for e in table["error"].to_pylist()])
     keep = ~failed
@@ -303,11 +309,11 @@ def read_text_features(directory: str | Path, train_ids: Sequence[str] | None = 
         wanted = {str(t) for t in train_ids}
         unknown = sorted(wanted - set(ids))
         if unknown:
-            raise InputError(f"{len(unknown)} training ids are not in {directory} (e.g. {', '.join(unknown[:5])})")
+            raise InputError(f"{len(unknown)} training ids are not in {text_features} (e.g. {', '.join(unknown[:5])})")
         keep &= np.array([sid in wanted for sid in ids])
         failed &= np.array([sid in wanted for sid in ids])
     if not keep.any():
-        raise InputError(f"--text-features {directory} holds no successfully embedded document to use")
+        raise ParameterError("text_features", f"{text_features} holds no successfully embedded document to use")
     matrix = tensor_to_numpy(table["embedding"])[keep]
     return TextFeatures(
         [sid for sid, k in zip(ids, keep) if k],
@@ -325,113 +331,3 @@ def stage_max_length(directory: str | Path) -> int | None:
         return None
     value = json.loads(manifest.read_text()).get("params", {}).get("max_length")
     return int(value) if value else None
-
-
-@dataclass
-class VocabularyBuild:
-    """A built vocabulary and how it was made (also stored in the Parquet metadata)."""
-
-    vocabulary: object  # pandas DataFrame in the vocabulary.parquet contract
-    provenance: dict
-
-
-def build_vocabulary_table(
-    tasks,
-    text_features: str | Path,
-    *,
-    model: str,
-    base_model: str | None = None,
-    max_length: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    dtype: str = "auto",
-    alpha: float = 0.5,
-    prior_scale: float = 10.0,
-    prior_from: str = "combined",
-    train_ids: Sequence[str] | None = None,
-    timeout_s: float | None = None,
-) -> VocabularyBuild:
-    """Embed task names and definitions on Ray and compute the prior over the training documents.
-
-    Parameters
-    ----------
-    tasks : DataFrame
-        ``task_id, name, definition`` in vocabulary order.
-    text_features : path
-        A text stage directory computed with the same model.
-    model, base_model, max_length, batch_size, dtype
-        As for :func:`run`; ``max_length`` defaults to the text stage's.
-    alpha, prior_scale, prior_from
-        See :func:`niclip_ray.features.vocabulary.build_vocabulary`.
-    train_ids : sequence of str, optional
-        Study ids of the training documents (default: every embedded document).
-
-    Raises
-    ------
-    InputError
-        The documents were embedded with another model, or a task text cannot be embedded.
-    """
-    from niclip_ray.features.vocabulary import build_vocabulary
-
-    features = read_text_features(text_features, train_ids)
-    spec = resolve_model(model, base_model=base_model)
-    if spec.model_id != features.model_id:
-        raise InputError(
-            f"--text-features {text_features} were embedded with {features.model_id!r}, not {spec.model_id!r}; "
-            "the prior compares task and document embeddings of the same model"
-        )
-    names = tasks["name"].astype(str).tolist()
-    definitions = tasks["definition"].astype(str).tolist()
-    result, _ = embed_texts(
-        names + definitions,
-        model=model,
-        base_model=base_model,
-        max_length=max_length or stage_max_length(text_features),
-        batch_size=batch_size,
-        dtype=dtype,
-        timeout_s=timeout_s,
-    )
-    failed = [f"{(names + definitions)[i]!r}: {e}" for i, e in enumerate(result.errors) if e]
-    if failed:
-        raise InputError(f"{len(failed)} task names/definitions could not be embedded, e.g. {'; '.join(failed[:3])}")
-    if result.vectors.shape[1] != features.embeddings.shape[1]:
-        raise InputError(f"task embeddings are {result.vectors.shape[1]}-d, documents {features.embeddings.shape[1]}-d")
-    n = len(names)
-    vocabulary = build_vocabulary(
-        tasks,
-        result.vectors[:n],
-        result.vectors[n:],
-        features.embeddings,
-        alpha=alpha,
-        prior_scale=prior_scale,
-        prior_from=prior_from,
-    )
-    provenance = {
-        "model_id": spec.model_id,
-        "section": features.section,
-        "alpha": alpha,
-        "prior_scale": prior_scale,
-        "prior_from": prior_from,
-        "n_documents": len(features.study_ids),
-        "n_failed_documents_excluded": features.n_failed,
-        "train_ids": "given" if train_ids is not None else "all embedded documents",
-    }
-    return VocabularyBuild(vocabulary, provenance)
-
-
-def write_vocabulary_file(build: VocabularyBuild, path: str | Path) -> Path:
-    """Write ``vocabulary.parquet`` atomically, with the provenance in the schema metadata."""
-    from niclip_ray.decoding.vocabulary import vocabulary_to_table
-    from niclip_ray.tables import write_parquet_atomic
-
-    table = vocabulary_to_table(build.vocabulary)
-    metadata = dict(table.schema.metadata or {})
-    metadata[VOCAB_METADATA_KEY] = json.dumps(build.provenance).encode()
-    return write_parquet_atomic(table.replace_schema_metadata(metadata), path)
-
-
-def read_vocabulary_provenance(path: str | Path) -> dict:
-    """The provenance written by :func:`write_vocabulary_file` (empty if absent)."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(path).metadata or {}).get(VOCAB_METADATA_KEY)
-    return json.loads(raw) if raw else {}

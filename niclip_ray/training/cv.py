@@ -110,7 +110,7 @@ def train_cross_validated(
     ParameterError
         ``out_dir`` holds a run with other settings, or a setting is out of range.
     """
-    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.model.bundle import save_bundle
 
     out_dir = Path(out_dir).resolve()  # Ray Train workers run in another working directory
     splits = kfold_splits(len(pairs), n_folds, seed=config.seed)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from niclip_ray.cli.main import run
-from niclip_ray.decoding.bundle import load_bundle
 from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.decoding.vocabulary import make_vocabulary, write_vocabulary
 from niclip_ray.model import CLIP
+from niclip_ray.model.bundle import load_bundle
+from niclip_ray.model.vocabulary import make_vocabulary, write_vocabulary
 from niclip_ray.tables import tensor_array
 from niclip_ray.training.data import load_pairs
 from niclip_ray.training.loop import evaluate

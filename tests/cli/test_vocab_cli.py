@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from niclip_ray.cli.main import run
-from niclip_ray.decoding.vocabulary import read_vocabulary
 from niclip_ray.features.text import TextEmbedder
+from niclip_ray.model.vocabulary import read_vocabulary
 from niclip_ray.ontology import load_ontology
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.pipelines.shards import shard_path
@@ -91,4 +91,15 @@ def test_vocab_build_refuses_another_model_and_unknown_ids(ray_local, text_featu
     assert "1 training ids are not in" in capsys.readouterr().err
     assert run(["vocab", "info", str(tmp_path / "missing.parquet")]) == 1
     assert "cannot read vocabulary" in capsys.readouterr().err
+    assert not (tmp_path / "v.parquet").exists()
+
+
+def test_vocab_build_names_the_flag_of_a_bad_setting_before_embedding(ray_local, tiny_bert, text_features, tmp_path,
+                                                                      capsys):
+    argv = ["vocab", "build", "--model", str(tiny_bert), "--text-features", str(text_features),
+            "--out", str(tmp_path / "v.parquet"), "--prior-from", "titles"]  # fmt: skip
+    assert run(argv) == 1
+    assert "--prior-from must be one of combined, names, definitions; got 'titles'" in capsys.readouterr().err
+    assert run([*argv[:5], str(tmp_path / "no-such-stage"), *argv[6:8]]) == 1
+    assert f"--text-features {tmp_path / 'no-such-stage'}" in capsys.readouterr().err
     assert not (tmp_path / "v.parquet").exists()

@@ -7,12 +7,12 @@ import torch
 from nilearn.datasets import load_sample_motor_activation_image
 from scipy.ndimage import affine_transform
 
-from niclip_ray.decoding.bundle import load_bundle
 from niclip_ray.decoding.decoder import COLUMNS, Decoder
 from niclip_ray.decoding.export import reference_tables
 from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
+from niclip_ray.model.bundle import load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_bad_maps_are_named(decoder, tmp_path):
 
 
 def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):
-    from niclip_ray.decoding.bundle import save_bundle
+    from niclip_ray.model.bundle import save_bundle
 
     path, atlas_dir = bundle_dir
     bundle = load_bundle(path)

@@ -290,3 +290,17 @@ def test_gguf_files_and_directories_resolve_to_the_file(tmp_path):
     with pytest.raises(InputError, match="several .gguf files"):
         resolve_model(str(tmp_path / "one"))
     assert resolve_model("smollm2-135m").base.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_bad_settings_name_their_parameter():
+    from niclip_ray.errors import ParameterError
+    from niclip_ray.features.text_models import resolve_dtype
+
+    for call, param in [
+        (lambda: resolve_model("  "), "model"),
+        (lambda: resolve_model("braingpt-7b-v0.2", max_length=0), "max_length"),
+        (lambda: resolve_dtype("float8", "cpu"), "dtype"),
+    ]:
+        with pytest.raises(ParameterError) as caught:
+            call()
+        assert caught.value.param == param

@@ -3,8 +3,7 @@
 Layout (DESIGN.md)::
 
     BUNDLE/
-      model.safetensors   CLIP weights in the reference key layout
-                          (image_model.model.N.*, text_model.model.N.*, logit_scale)
+      model.safetensors   CLIP weights in the reference key layout (niclip_ray.model.checkpoint)
       config.json         dims, dropout, logit_scale for decoding, text model id, atlas, mask,
                           training config/metrics when present
       vocabulary.parquet  term_id, name, definition, emb_* tensors, prior   (optional)
@@ -12,8 +11,8 @@ Layout (DESIGN.md)::
       mask.nii.gz         brain mask when the bundle carries its own        (optional)
       manifest.json       sha256 of every file above
 
-Weights are stored as safetensors, so loading a bundle never unpickles anything. The
-paper's ``.pth`` files are read once, with ``torch.load(weights_only=True)``.
+Weights are stored as safetensors, so loading a bundle never unpickles anything; the
+paper's ``.pth`` files become bundles through :mod:`niclip_ray.model.reference`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -31,8 +29,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from niclip_ray.decoding.vocabulary import EMBEDDING_COLUMNS, available_embeddings, read_vocabulary, write_vocabulary
 from niclip_ray.errors import InputError
+from niclip_ray.model.checkpoint import (
+    LOGIT_SCALE,
+    CheckpointDims,
+    canonical_state_dict,
+    checkpoint_dims,
+    load_checkpoint,
+)
+from niclip_ray.model.vocabulary import EMBEDDING_COLUMNS, available_embeddings, read_vocabulary, write_vocabulary
 from niclip_ray.ontology.core import Ontology, read_native, save_ontology
 from niclip_ray.ontology.vocab import check_vocabulary_order
 
@@ -44,10 +49,6 @@ ONTOLOGY = "ontology"
 MASK = "mask.nii.gz"
 MANIFEST = "manifest.json"
 
-_IMAGE_FIRST = "image_model.model.0.fc.weight"
-_TEXT_FIRST = "text_model.model.0.projection.weight"
-_BLOCK = re.compile(r"^(image_model|text_model)\.model\.(\d+)\.")
-
 
 @dataclass
 class Bundle:
@@ -56,11 +57,11 @@ class Bundle:
     Attributes
     ----------
     state_dict : dict of str to torch.Tensor
-        CLIP weights in the reference key layout (float32, CPU).
+        CLIP weights in the canonical reference key layout (float32, CPU).
     config : dict
-        ``config.json`` contents; always holds ``text_dim``, ``image_dim``, ``embed_dim``.
+        ``config.json`` contents; always holds the :class:`~niclip_ray.model.checkpoint.CheckpointDims`.
     vocabulary : DataFrame, optional
-        See :mod:`niclip_ray.decoding.vocabulary`.
+        See :mod:`niclip_ray.model.vocabulary`.
     ontology : Ontology, optional
         Its task order equals the vocabulary order.
     path : Path, optional
@@ -78,7 +79,8 @@ class Bundle:
     checksums: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.config = {**self.config, **infer_dims(self.state_dict, self.config)}
+        self.state_dict = canonical_state_dict(self.state_dict)
+        self.config = config_with_dims(self.config, checkpoint_dims(self.state_dict))
         check_parts(self.config, self.vocabulary, self.ontology)
 
     @property
@@ -86,7 +88,7 @@ class Bundle:
         """Scale used for decoding: ``config['logit_scale']``, else the learned value."""
         value = self.config.get("logit_scale")
         if value is None:
-            value = float(self.state_dict["logit_scale"].reshape(-1)[0])
+            value = float(self.state_dict[LOGIT_SCALE])
         return float(value)
 
     def require_vocabulary(self) -> pd.DataFrame:
@@ -100,40 +102,20 @@ class Bundle:
         return self.vocabulary
 
 
-def infer_dims(state_dict: dict[str, torch.Tensor], config: dict | None = None) -> dict:
-    """Read ``text_dim``, ``image_dim``, ``embed_dim`` and block counts off the weights.
+def config_with_dims(config: dict, dims: CheckpointDims) -> dict:
+    """``config`` with the dimensions of the weights filled in.
 
     Raises
     ------
     InputError
-        When keys of the reference layout are missing, or ``config`` disagrees with them.
+        When ``config`` states other dimensions, or an ``atlas_dim`` the image head does not take.
     """
-    config = config or {}
-    missing = [k for k in (_IMAGE_FIRST, _TEXT_FIRST, "logit_scale") if k not in state_dict]
-    if missing:
-        raise InputError(f"the weights lack the reference keys {missing} (not a NiCLIP CLIP state dict?)")
-    embed_dim, text_dim = (int(x) for x in state_dict[_TEXT_FIRST].shape)
-    image_dim = int(state_dict[_IMAGE_FIRST].shape[1])
-    blocks: dict[str, set[int]] = {"image_model": set(), "text_model": set()}
-    for key in state_dict:
-        match = _BLOCK.match(key)
-        if match:
-            blocks[match.group(1)].add(int(match.group(2)))
-    dims = {
-        "text_dim": text_dim,
-        "image_dim": image_dim,
-        "embed_dim": embed_dim,
-        "n_image_blocks": len(blocks["image_model"]),
-        "n_text_blocks": len(blocks["text_model"]),
-    }
-    for key, value in dims.items():
+    for key, value in dims.as_config().items():
         if config.get(key) is not None and int(config[key]) != value:
             raise InputError(f"config says {key}={config[key]} but the weights have {value}")
-    if config.get("atlas_dim") is not None and int(config["atlas_dim"]) != image_dim:
-        raise InputError(f"config atlas_dim={config['atlas_dim']} but the image head takes {image_dim} inputs")
-    if image_dim != embed_dim:
-        raise InputError(f"the image head maps {image_dim} -> {embed_dim}; the reference keeps them equal")
-    return dims
+    if config.get("atlas_dim") is not None and int(config["atlas_dim"]) != dims.image_dim:
+        raise InputError(f"config atlas_dim={config['atlas_dim']} but the image head takes {dims.image_dim} inputs")
+    return {**config, **dims.as_config()}
 
 
 def check_parts(config: dict, vocabulary: pd.DataFrame | None, ontology: Ontology | None) -> None:
@@ -252,12 +234,12 @@ def save_bundle(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
         raise InputError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
-    bundle = Bundle(state_dict, dict(config), vocabulary, ontology)  # validates before writing
+    bundle = Bundle(state_dict, dict(config), vocabulary, ontology)  # validates and canonicalises before writing
     config = {"format": FORMAT, "version": 1, **bundle.config}
     staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
     staging.mkdir(parents=True)
     try:
-        save_file(_tensors_for_safetensors(state_dict), str(staging / WEIGHTS))
+        save_file(_tensors_for_safetensors(bundle.state_dict), str(staging / WEIGHTS))
         if mask_file is not None:
             shutil.copyfile(mask_file, staging / MASK)
             config["mask"] = MASK
@@ -283,9 +265,6 @@ def load_bundle(path: str | Path) -> Bundle:
     InputError
         On a missing bundle, checksum mismatch, missing reference keys or shape mismatches.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"model bundle {root} does not exist or is not a directory")
@@ -294,10 +273,7 @@ def load_bundle(path: str | Path) -> Bundle:
         config = json.loads((root / CONFIG).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {root / CONFIG}: {exc}") from exc
-    try:
-        state_dict = load_file(str(root / WEIGHTS))
-    except (OSError, SafetensorError) as exc:
-        raise InputError(f"cannot read weights {root / WEIGHTS}: {exc}") from exc
+    state_dict = load_checkpoint(root / WEIGHTS)
     vocabulary = read_vocabulary(root / VOCABULARY) if (root / VOCABULARY).is_file() else None
     ontology = read_native(root / ONTOLOGY) if (root / ONTOLOGY).is_dir() else None
     mask_path = root / MASK if (root / MASK).is_file() else None
@@ -323,36 +299,6 @@ def attach_vocabulary(path: str | Path, vocabulary: pd.DataFrame, ontology: Onto
         if mask_copy is not None:
             mask_copy.unlink(missing_ok=True)
     return load_bundle(path)
-
-
-def load_reference_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a reference ``.pth`` (or ``.safetensors``) state dict without running pickled code.
-
-    A DDP ``module.`` prefix and a ``{"state_dict": ...}`` wrapper are removed; tensors are
-    moved to CPU float32.
-
-    Raises
-    ------
-    InputError
-        When the file cannot be read with ``weights_only=True`` or holds no tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-            raise InputError(f"cannot load {path} with weights_only=True: {type(exc).__name__}: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v.detach().cpu().float() for k, v in state.items()}
 
 
 def _json_default(value):

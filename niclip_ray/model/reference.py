@@ -1,6 +1,6 @@
 """Turn the paper's loose files (model ``.pth``, vocabulary ``.txt``, ``.npy`` arrays) into a bundle.
 
-:func:`bundle_from_reference` builds the :class:`~niclip_ray.decoding.bundle.Bundle` in
+:func:`bundle_from_reference` builds the :class:`~niclip_ray.model.bundle.Bundle` in
 memory (``niclip-ray model import-reference`` then saves it; a one-shot prediction can
 use it directly). File names follow the reference's conventions, e.g.
 ``vocabulary-cogatlasred_task-combined_embedding-BrainGPT-7B-v0.2.npy``: the
@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from niclip_ray.decoding.bundle import Bundle, load_reference_weights
-from niclip_ray.decoding.vocabulary import make_vocabulary
 from niclip_ray.errors import InputError
+from niclip_ray.model.bundle import Bundle
+from niclip_ray.model.checkpoint import checkpoint_dims, load_checkpoint
+from niclip_ray.model.vocabulary import make_vocabulary
 from niclip_ray.ontology import check_vocabulary_order, load_ontology
 
 _KIND = re.compile(r"task-(names|definitions|combined)")
@@ -123,7 +124,8 @@ def bundle_from_reference(
     ConfigError
         When ``atlas_dir`` holds no real DiFuMo of dimension ``dim``.
     """
-    state = load_reference_weights(model)
+    state = load_checkpoint(model)
+    dims = checkpoint_dims(state)
     names = read_vocabulary_txt(vocabulary)
     emb = read_array(vocabulary_emb, "vocabulary embeddings")
     if emb.ndim != 2 or emb.shape[0] != len(names):
@@ -141,8 +143,7 @@ def bundle_from_reference(
         check_vocabulary_order(names, ontology, source=str(vocabulary))
         term_ids, definitions = ontology.tasks["task_id"].tolist(), ontology.tasks["definition"].tolist()
     table = make_vocabulary(names, {kind: emb}, prior, term_ids=term_ids, definitions=definitions)
-    image_dim = int(state["image_model.model.0.fc.weight"].shape[1]) if "image_model.model.0.fc.weight" in state else None
-    dim = int(dim) if dim is not None else image_dim
+    dim = int(dim) if dim is not None else dims.image_dim
     if atlas_dir is not None:
         from niclip_ray.atlas.difumo import load_atlas
 
@@ -153,7 +154,7 @@ def bundle_from_reference(
         "logit_scale": None if logit_scale is None else float(logit_scale),
         "vocabulary_embedding": kind,
         "text_model_id": text_model_id or (m.group(1) if (m := _MODEL.search(emb_name)) else None),
-        "atlas_id": f"difumo{dim}-2mm" if dim else None,
+        "atlas_id": f"difumo{dim}-2mm",
         "atlas_dim": dim,
         "mask": Path(mask).name if mask is not None else "mni152_2mm",
         "source": {"model": Path(model).name, "vocabulary": Path(vocabulary).name,

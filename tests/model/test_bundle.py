@@ -1,4 +1,4 @@
-"""Model bundle: round trip, checksum tamper detection, shape errors, reference .pth import."""
+"""Model bundle: round trip, checksum tamper detection, shape errors."""
 
 import json
 
@@ -7,20 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from niclip_ray.decoding.bundle import (
+from niclip_ray.decoding.toy import toy_state_dict, toy_vocabulary
+from niclip_ray.errors import InputError
+from niclip_ray.model.bundle import (
     attach_vocabulary,
     load_bundle,
-    load_reference_weights,
     save_bundle,
 )
-from niclip_ray.decoding.toy import toy_state_dict, toy_vocabulary
-from niclip_ray.decoding.vocabulary import embedding_matrix
-from niclip_ray.errors import InputError
+from niclip_ray.model.vocabulary import embedding_matrix
 from niclip_ray.ontology.core import Ontology, default_domains
-
-class Payload:
-    """An arbitrary class: unpickling it would run code, so weights-only loading refuses it."""
-
 
 NAMES = ["n-back task", "flanker task", "stroop task"]
 
@@ -120,15 +115,12 @@ def test_refuses_to_overwrite_a_non_bundle_directory(tmp_path):
         save_bundle(tmp_path, toy_state_dict(16, 8), {})
 
 
-def test_reference_pth_loads_weights_only(tmp_path):
-    state = toy_state_dict(16, 8)
-    pth = tmp_path / "model.pth"
-    torch.save({f"module.{k}": v for k, v in state.items()}, pth)
-    loaded = load_reference_weights(pth)
-    assert set(loaded) == set(state)
-    assert torch.equal(loaded["text_model.model.0.projection.weight"], state["text_model.model.0.projection.weight"])
+def test_ddp_weights_are_saved_in_the_reference_layout(tmp_path):
+    from safetensors.torch import load_file
 
-    evil = tmp_path / "evil.pth"
-    torch.save({"x": Payload()}, evil)
-    with pytest.raises(InputError, match="weights_only=True"):
-        load_reference_weights(evil)
+    state = toy_state_dict(16, 8, logit_scale=4.0)
+    wrapped = {f"module.{k}": v for k, v in state.items()} | {"module.logit_scale": torch.tensor([4.0])}
+    path = save_bundle(tmp_path / "b", wrapped, {})
+    stored = load_file(str(path / "model.safetensors"))
+    assert sorted(stored) == sorted(state) and stored["logit_scale"].shape == ()
+    assert load_bundle(path).logit_scale == 4.0

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from niclip_ray.decoding.bundle import load_bundle, save_bundle
-from niclip_ray.decoding.reference import bundle_from_reference
 from niclip_ray.decoding.toy import toy_state_dict
-from niclip_ray.decoding.vocabulary import embedding_matrix
 from niclip_ray.errors import InputError
+from niclip_ray.model.bundle import load_bundle, save_bundle
+from niclip_ray.model.reference import bundle_from_reference
+from niclip_ray.model.vocabulary import embedding_matrix
 from niclip_ray.ontology import load_ontology
 
 

@@ -3,11 +3,13 @@
 In memory a vocabulary is a pandas DataFrame with the columns of DESIGN.md's
 ``vocabulary.parquet`` contract. Embedding columns hold one float32 vector per row (an
 object column of 1-D arrays; ``None`` where that kind of embedding was not computed).
-On disk they are Arrow fixed-shape float32 tensors (:func:`niclip_ray.tables.tensor_array`).
+On disk they are Arrow fixed-shape float32 tensors (:func:`niclip_ray.tables.tensor_array`),
+and how the vocabulary was built may ride along as JSON in the schema metadata.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from niclip_ray.tables import tensor_array, tensor_to_numpy, write_parquet_atomi
 EMBEDDING_COLUMNS = {"names": "emb_name", "definitions": "emb_definition", "combined": "emb_combined"}
 TEXT_COLUMNS = ("term_id", "name", "definition")
 COLUMNS = (*TEXT_COLUMNS, *EMBEDDING_COLUMNS.values(), "prior")
+#: Schema metadata key of the provenance (model, documents, alpha, ...) of a built vocabulary.
+PROVENANCE_KEY = b"niclip.vocabulary"
 
 
 def make_vocabulary(
@@ -146,9 +150,19 @@ def vocabulary_to_table(vocabulary: pd.DataFrame) -> pa.Table:
     return pa.table(columns)
 
 
-def write_vocabulary(vocabulary: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``vocabulary.parquet`` atomically."""
-    return write_parquet_atomic(vocabulary_to_table(vocabulary), path)
+def write_vocabulary(vocabulary: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write ``vocabulary.parquet`` atomically, with ``provenance`` (JSON) in the schema metadata."""
+    table = vocabulary_to_table(vocabulary)
+    if provenance is not None:
+        metadata = {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(provenance).encode()}
+        table = table.replace_schema_metadata(metadata)
+    return write_parquet_atomic(table, path)
+
+
+def read_vocabulary_provenance(path: str | Path) -> dict:
+    """The provenance a vocabulary file was written with (empty if it has none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def read_vocabulary(path: str | Path) -> pd.DataFrame:
