@@ -48,7 +48,7 @@ def tiny_bert_factory(tmp_path_factory):
             import torch
             from transformers import AutoTokenizer, BertConfig, BertModel
 
-            from niclip_ray.features.catalog import packaged_model_path
+            from niclip_ray.features.local_models import packaged_model_path
 
             path = tmp_path_factory.mktemp(f"bert{max_positions}")
             tokenizer = AutoTokenizer.from_pretrained(packaged_model_path("all-minilm-l6-v2"))

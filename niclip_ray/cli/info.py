@@ -14,7 +14,7 @@ from niclip_ray.atlas.catalog import default_data_dirs, find_difumo
 from niclip_ray.atlas.difumo import default_standin_dir
 from niclip_ray.cli.console import out
 from niclip_ray.cli.context import options
-from niclip_ray.features.catalog import find_local_models
+from niclip_ray.features.local_models import find_local_models
 from niclip_ray.runtime import describe_mode
 
 PACKAGES = ("niclip-ray", "ray", "torch", "nimare", "nilearn", "nibabel", "transformers", "peft", "pyarrow", "numpy")

