@@ -12,7 +12,7 @@ import pyarrow as pa
 from niclip_ray.corpus import neurostore, nimare_sources, pubget
 from niclip_ray.corpus.schema import Corpus, RawCorpus, validate
 from niclip_ray.errors import InputError
-from niclip_ray.tables import write_parquet_atomic
+from niclip_ray.tables import read_parquet_checked, write_parquet_atomic
 
 FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "errors": "errors.parquet"}
 
@@ -108,7 +108,7 @@ def load_corpus(corpus_dir: str | Path) -> Corpus:
         raise InputError(f"{corpus_dir} is not a corpus directory (missing {', '.join(FILES[m] for m in missing)})")
     errors_path = corpus_dir / FILES["errors"]
     return Corpus(
-        pd.read_parquet(corpus_dir / FILES["studies"]),
-        pd.read_parquet(corpus_dir / FILES["coordinates"]),
-        pd.read_parquet(errors_path) if errors_path.is_file() else pd.DataFrame(),
+        read_parquet_checked(corpus_dir / FILES["studies"]).to_pandas(),
+        read_parquet_checked(corpus_dir / FILES["coordinates"]).to_pandas(),
+        read_parquet_checked(errors_path).to_pandas() if errors_path.is_file() else pd.DataFrame(),
     )
