@@ -180,7 +180,7 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
         yield
         return
     address = options.resolved_address()
-    temp_dir = None if address else Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    temp_dir = None if address else embedded_temp_dir()
     try:
         if address:
             check_reachable(address)
@@ -199,6 +199,16 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
     finally:
         ray.shutdown()
         remove_temp_dir(temp_dir)
+
+
+def embedded_temp_dir() -> Path:
+    """A new temporary directory for one embedded Ray, where Ray would put its own.
+
+    That is ``RAY_TMPDIR``, else the system temporary directory (``/tmp`` on macOS, whose
+    ``$TMPDIR`` is too long for the Unix socket paths Ray creates inside).
+    """
+    parent = os.environ.get("RAY_TMPDIR") or ("/tmp" if sys.platform == "darwin" else None)
+    return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
 
 
 def start_embedded(options: RayOptions, temp_dir: Path) -> None:
