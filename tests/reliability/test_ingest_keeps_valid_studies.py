@@ -65,12 +65,12 @@ def test_one_non_utf8_byte_in_text_csv_costs_one_study(tmp_path):
 
 def test_an_unterminated_quote_costs_only_its_row(tmp_path):
     text = _text_csv().replace("3,abs 3,", '3,"abs 3,').encode()
-    corpus, summary = ingest(str(pubget(tmp_path / "src", text=text)), tmp_path / "out")
+    corpus, _ = ingest(str(pubget(tmp_path / "src", text=text)), tmp_path / "out")
     assert corpus.studies["study_id"].tolist() == ids(1, 2, 4, 5, 6, 7, 8)
     assert corpus.studies.set_index("study_id").loc["1004", "body"] == "body 4"
     assert errors_of(corpus) == [
-        ("1003", "unterminated quote", "text.csv line 5: a quote opened here does not close where it should; "
-                                       "the lines after it were read again as rows"),
+        ("1003", "unterminated quote", ("text.csv line 5: a quote opened here does not close where it should; "
+                                        "the lines after it were read again as rows")),
         ("1003", "no text", "neither an abstract nor a body"),
     ]
 
@@ -92,7 +92,7 @@ def test_neurostore_metadata_holding_a_list_is_an_error_row(tmp_path):
         (folder / "coordinates.csv").write_text("x,y,z\n1,2,3\n")
     (root / "102" / "processed" / "pubget" / "metadata.json").write_text("[1, 2]")
     (root / "102" / "processed" / "pubget" / "text.txt").write_text("body 102")
-    corpus, summary = ingest(str(root), tmp_path / "out")
+    corpus, _ = ingest(str(root), tmp_path / "out")
     assert corpus.studies["study_id"].tolist() == ["101", "102", "103"]
     assert corpus.studies["title"].tolist() == ["t101", "", "t103"]
     path = root / "102" / "processed" / "pubget" / "metadata.json"

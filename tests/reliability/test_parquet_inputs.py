@@ -21,7 +21,12 @@ from niclip_ray.atlas.difumo import build_standin, default_standin_dir
 from niclip_ray.cli.main import run
 from niclip_ray.corpus import ingest, load_corpus
 from niclip_ray.errors import InputError
-from niclip_ray.tables import read_parquet_checked, read_parts, tensor_array, write_parquet_atomic
+from niclip_ray.tables import (
+    read_parquet_checked,
+    read_parts,
+    tensor_array,
+    write_parquet_atomic,
+)
 
 
 class WritesMarker:
