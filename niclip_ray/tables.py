@@ -1,8 +1,12 @@
-"""Parquet helpers shared by every stage: atomic writes and fixed-shape tensor columns.
+"""Parquet helpers shared by every stage: atomic writes, fixed-shape tensor columns, checked reads.
 
 Embeddings are stored as Arrow's canonical ``arrow.fixed_shape_tensor`` extension type
 (float32), which pyarrow, pandas and Ray Data all read back as an ``(n, dim)`` array.
 Rows whose embedding could not be computed hold a null tensor.
+
+Inputs are read with :func:`read_parquet_checked`: once ``ray.data`` is imported, Arrow
+knows Ray's pickled-object extension type, whose values are unpickled (so can run code)
+when a column is converted; the schema is checked before any data is read.
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from niclip_ray.errors import InputError
+
+#: Extension types an input may hold: only the tensor type :func:`tensor_array` writes.
+ALLOWED_EXTENSIONS = frozenset({"arrow.fixed_shape_tensor"})
+#: Field metadata naming an extension type that this process has not registered.
+_EXTENSION_KEY = b"ARROW:extension:name"
 
 
 def tensor_array(values: np.ndarray, valid: np.ndarray | None = None) -> pa.ExtensionArray:
@@ -92,9 +103,75 @@ def part_files(directory: str | os.PathLike) -> list[Path]:
     return sorted(Path(directory).glob("part-*.parquet"))
 
 
+def check_parquet_schema(path: str | os.PathLike, allow_binary: tuple[str, ...] = ()) -> pa.Schema:
+    """Read the schema of ``path`` and refuse column types an input may not hold.
+
+    Refused: any extension type but :data:`ALLOWED_EXTENSIONS` (Ray's
+    ``ray.data.arrow_pickled_object`` above all), registered or not, at any nesting depth,
+    and binary columns other than the top-level columns named in ``allow_binary``.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the offending column, or when the footer cannot be read.
+    """
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    for field in schema:
+        problem = _refused_type(field, binary_ok=field.name in allow_binary)
+        if problem:
+            column, what = problem
+            raise InputError(f"{path}: column {column!r} {what}; inputs may hold only plain columns "
+                             "and fixed-shape tensors (refused before reading any data)")
+    return schema
+
+
+def _refused_type(field: pa.Field, binary_ok: bool = False, prefix: str = "") -> tuple[str, str] | None:
+    """``(column path, why)`` when ``field`` or a field nested in it has a refused type."""
+    name = prefix + field.name
+    unregistered = (field.metadata or {}).get(_EXTENSION_KEY)
+    if unregistered is not None and unregistered.decode(errors="replace") not in ALLOWED_EXTENSIONS:
+        return name, f"has the extension type {unregistered.decode(errors='replace')}"
+    dtype = field.type
+    if isinstance(dtype, pa.BaseExtensionType):
+        if dtype.extension_name not in ALLOWED_EXTENSIONS:
+            return name, f"has the extension type {dtype.extension_name}"
+        dtype = dtype.storage_type
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    binary = (pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_binary_view(dtype)
+              or pa.types.is_fixed_size_binary(dtype))
+    if binary and not binary_ok:
+        return name, f"holds raw bytes ({dtype})"
+    for i in range(dtype.num_fields):
+        problem = _refused_type(dtype.field(i), prefix=f"{name}.")
+        if problem:
+            return problem
+    return None
+
+
+def read_parquet_checked(
+    path: str | os.PathLike, columns: list[str] | None = None, allow_binary: tuple[str, ...] = ()
+) -> pa.Table:
+    """Read an input Parquet file after :func:`check_parquet_schema` accepted its schema.
+
+    Raises
+    ------
+    InputError
+        When a column has a refused type or the file cannot be read; the message names the file.
+    """
+    check_parquet_schema(path, allow_binary)
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
 def read_parts(directory: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    """Concatenate a stage directory's part files into one table."""
+    """Concatenate a stage directory's part files into one table (each checked on read)."""
     files = part_files(directory)
     if not files:
         raise FileNotFoundError(f"no part-*.parquet files in {directory}")
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    return pa.concat_tables([read_parquet_checked(f, columns=columns) for f in files])

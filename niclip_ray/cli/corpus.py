@@ -48,7 +48,7 @@ def ingest(
 @app.command()
 def info(corpus_dir: Annotated[Path, typer.Argument(help="A directory written by 'corpus ingest'.")]) -> None:
     """Describe a corpus directory: counts, labels, spaces and problems."""
-    corpus = load_corpus(corpus_dir)
+    corpus = load_corpus(corpus_dir, require_studies=False)
     studies, coords = corpus.studies, corpus.coordinates
     table = Table(title=f"Corpus {corpus_dir}", show_header=False)
     table.add_row("studies", str(len(studies)))

@@ -12,7 +12,7 @@ import pyarrow as pa
 from niclip_ray.corpus import neurostore, nimare_sources, pubget
 from niclip_ray.corpus.schema import Corpus, RawCorpus, validate
 from niclip_ray.errors import InputError
-from niclip_ray.tables import write_parquet_atomic
+from niclip_ray.tables import read_parquet_checked, write_parquet_atomic
 
 FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "errors": "errors.parquet"}
 
@@ -91,24 +91,47 @@ def write_corpus(corpus: Corpus, out_dir: str | Path, source: str) -> IngestSumm
 
 
 def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tuple[Corpus, IngestSummary]:
-    """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet."""
+    """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet.
+
+    Raises
+    ------
+    InputError
+        When SOURCE cannot be read, or no study is valid (the tables are written first, so
+        ``errors.parquet`` lists why).
+    """
     corpus = validate(read_source(source, allow_pickle))
-    return corpus, write_corpus(corpus, out_dir, source)
+    summary = write_corpus(corpus, out_dir, source)
+    if summary.n_studies == 0:
+        counts = corpus.errors["problem"].value_counts()
+        found = ", ".join(f"{n} x {problem}" for problem, n in counts.head(3).items()) or "it holds none"
+        raise InputError(f"no valid study in {source} ({found}); every problem is listed in "
+                         f"{summary.out_dir / FILES['errors']}")
+    return corpus, summary
 
 
 def _counts(summary: IngestSummary) -> dict:
     return {k: v for k, v in vars(summary).items() if k.startswith("n_")}
 
 
-def load_corpus(corpus_dir: str | Path) -> Corpus:
-    """Load a corpus directory written by :func:`ingest`."""
+def load_corpus(corpus_dir: str | Path, require_studies: bool = True) -> Corpus:
+    """Load a corpus directory written by :func:`ingest`.
+
+    Raises
+    ------
+    InputError
+        When it is not a corpus directory, a table has a refused column type, or (with
+        ``require_studies``) it holds no study.
+    """
     corpus_dir = Path(corpus_dir)
     missing = [name for name in ("studies", "coordinates") if not (corpus_dir / FILES[name]).is_file()]
     if missing:
         raise InputError(f"{corpus_dir} is not a corpus directory (missing {', '.join(FILES[m] for m in missing)})")
     errors_path = corpus_dir / FILES["errors"]
-    return Corpus(
-        pd.read_parquet(corpus_dir / FILES["studies"]),
-        pd.read_parquet(corpus_dir / FILES["coordinates"]),
-        pd.read_parquet(errors_path) if errors_path.is_file() else pd.DataFrame(),
+    corpus = Corpus(
+        read_parquet_checked(corpus_dir / FILES["studies"]).to_pandas(),
+        read_parquet_checked(corpus_dir / FILES["coordinates"]).to_pandas(),
+        read_parquet_checked(errors_path).to_pandas() if errors_path.is_file() else pd.DataFrame(),
     )
+    if require_studies and len(corpus.studies) == 0:
+        raise InputError(f"corpus {corpus_dir} holds no study ({len(corpus.errors)} problems listed in {errors_path})")
+    return corpus

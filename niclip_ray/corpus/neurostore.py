@@ -45,11 +45,16 @@ def read_neurostore_tree(path: Path, source: str) -> RawCorpus:
         meta_path = folder / "metadata.json"
         if meta_path.is_file():
             try:
-                meta = json.loads(meta_path.read_text())
-                row.update({k: meta.get(k, "") for k in ("title", "abstract") if isinstance(meta.get(k, ""), str)})
-                row["pmid"] = str(meta.get("pmid") or row["pmid"])
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raw.error(sid, "malformed metadata.json", str(exc))
+                raw.error(sid, "malformed metadata.json", f"{meta_path}: {exc}")
+            else:
+                if isinstance(meta, dict):
+                    row.update({k: meta[k] for k in ("title", "abstract") if isinstance(meta.get(k), str)})
+                    row["pmid"] = str(meta.get("pmid") or row["pmid"])
+                else:
+                    raw.error(sid, "malformed metadata.json",
+                              f"{meta_path}: expected an object, got a JSON {type(meta).__name__}")
         text_path = folder / "text.txt"
         if text_path.is_file():
             try:
@@ -62,8 +67,8 @@ def read_neurostore_tree(path: Path, source: str) -> RawCorpus:
         except InputError as exc:
             raw.error(sid, "unreadable coordinates", str(exc))
             continue
-        for line in bad:
-            raw.error(sid, "malformed CSV row", f"coordinates.csv: {line[:200]}")
+        for bad_row in bad:
+            raw.error(sid, bad_row.problem, bad_row.detail(f"{folder.name}/coordinates.csv"))
         space = table["space"] if "space" in table else "MNI"
         coords.append(pd.DataFrame({"study_id": sid, "analysis_id": f"{sid}-1", "x": table["x"], "y": table["y"],
                                     "z": table["z"], "space_in": space}))

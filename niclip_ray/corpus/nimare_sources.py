@@ -10,6 +10,7 @@ import pandas as pd
 from niclip_ray.corpus.schema import RawCorpus
 from niclip_ray.corpus.spaces import to_mni
 from niclip_ray.errors import InputError
+from niclip_ray.tables import read_parquet_checked
 
 #: Real data shipped inside the nimare wheel, addressable as ``nimare:NAME``.
 SHIPPED = {
@@ -42,7 +43,7 @@ def read_studyset_dir(path: Path, source: str) -> RawCorpus:
     analyses of a study are pooled; Talairach peaks are converted to MNI. A study-level
     task label comes from ``metadata.comparison_task`` when present.
     """
-    studies = pd.read_parquet(path / "studies.parquet")
+    studies = read_parquet_checked(path / "studies.parquet").to_pandas()
     for column in ("study_id", "name", "description"):
         if column not in studies:
             studies[column] = "" if column != "study_id" else None
@@ -51,7 +52,7 @@ def read_studyset_dir(path: Path, source: str) -> RawCorpus:
     studies = studies.rename(columns={"name": "title", "description": "abstract"})
     texts_path = path / "texts.parquet"
     if texts_path.is_file():
-        texts = pd.read_parquet(texts_path)
+        texts = read_parquet_checked(texts_path).to_pandas()
         for column in ("abstract", "body"):
             if column in texts:
                 joined = texts.dropna(subset=[column]).groupby("study_id")[column].first()
@@ -59,12 +60,12 @@ def read_studyset_dir(path: Path, source: str) -> RawCorpus:
                 studies[column] = existing.where(existing.fillna("") != "", studies["study_id"].map(joined))
     metadata_path = path / "metadata.parquet"
     if metadata_path.is_file():
-        metadata = pd.read_parquet(metadata_path)
+        metadata = read_parquet_checked(metadata_path).to_pandas()
         for src, dst in (("comparison_task", "label"), ("pmid", "pmid")):
             if src in metadata and dst not in studies:
                 values = metadata.dropna(subset=[src]).astype({src: str}).groupby("study_id")[src]
                 studies[dst] = studies["study_id"].map(values.agg(lambda v: " | ".join(sorted(set(v)))))
-    coords = pd.read_parquet(path / "coordinates.parquet")
+    coords = read_parquet_checked(path / "coordinates.parquet").to_pandas()
     missing = [c for c in ("study_id", "x", "y", "z") if c not in coords]
     if missing:
         raise InputError(f"{path / 'coordinates.parquet'} lacks column(s) {', '.join(missing)}")

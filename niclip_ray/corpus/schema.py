@@ -8,8 +8,9 @@ Readers return a :class:`RawCorpus` (loose pandas frames plus the problems they 
 ``errors``       study_id, problem, detail, source
 
 A study needs some text (abstract or body) and at least one valid peak; otherwise it is
-moved to ``errors`` with the reason. Individual bad peaks (missing or non-numeric values)
-are dropped with an error row each; the study keeps its other peaks.
+moved to ``errors`` with the reason. Individual bad peaks (missing or non-numeric values,
+or values that do not fit float32) are dropped with an error row each, quoting the values
+as the source wrote them; the study keeps its other peaks.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class RawCorpus:
 
     ``studies`` needs ``study_id`` and any of :data:`TEXT_COLUMNS`; ``coordinates`` needs
     ``study_id, x, y, z`` and optionally ``analysis_id`` and ``space_in`` (coordinates are
-    already in MNI mm; ``space_in`` records what the source said).
+    already in MNI mm; ``space_in`` records what the source said). Both may carry a
+    ``record`` column naming the source record a row came from (``pmcid 1012``): when a
+    duplicate study id is dropped, the peaks of its record go with it.
     """
 
     source: str
@@ -57,17 +60,65 @@ def _clean_text(values: pd.Series) -> pd.Series:
     return values.astype("string").fillna("").str.strip().astype(object)
 
 
+def _drop_duplicates(raw: RawCorpus, studies: pd.DataFrame, coords: pd.DataFrame):
+    """Keep the first study of each id; drop the others, and their record's peaks."""
+    duplicated = studies["study_id"].duplicated(keep="first")
+    if not duplicated.any():
+        return studies, coords
+    records = "record" in studies and "record" in coords
+    kept = studies.loc[~duplicated].set_index("study_id")["record"] if records else None
+    for row in studies.loc[duplicated].itertuples(index=False):
+        detail = "kept the first occurrence"
+        if records and row.record != kept[row.study_id]:
+            own = (coords["record"] == row.record).to_numpy()
+            detail += f" ({kept[row.study_id]}); dropped {row.record} with its {int(own.sum())} peak(s)"
+            coords = coords.loc[~own]
+        raw.error(row.study_id, "duplicate study id", detail)
+    return studies.loc[~duplicated], coords
+
+
+def _check_coordinates(raw: RawCorpus, coords: pd.DataFrame) -> pd.DataFrame:
+    """Drop peaks whose x, y or z is missing, not a number, or not finite as float32."""
+    given = {axis: coords[axis] if axis in coords else pd.Series(np.nan, index=coords.index) for axis in "xyz"}
+    numeric = np.column_stack([pd.to_numeric(given[a], errors="coerce").to_numpy(dtype=float) for a in "xyz"])
+    with np.errstate(over="ignore"):
+        as_float32 = numeric.reshape(-1, 3).astype(np.float32)
+    bad = ~np.isfinite(as_float32).all(axis=1)
+    for i in np.flatnonzero(bad):
+        values = [given[a].iloc[i] for a in "xyz"]
+        shown = ", ".join("missing" if _missing(v) else str(v) for v in values)
+        why = "; ".join(_why_invalid(axis, value, number) for axis, value, number, cast
+                        in zip("xyz", values, numeric[i], as_float32[i]) if not np.isfinite(cast))
+        raw.error(coords["study_id"].iloc[i], "invalid coordinate",
+                  f"analysis {coords['analysis_id'].iloc[i]}: ({shown}): {why}")
+    coords = coords.loc[~bad].copy()
+    for j, axis in enumerate("xyz"):
+        coords[axis] = as_float32[~bad, j]
+    return coords
+
+
+def _missing(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or bool(pd.isna(value))
+
+
+def _why_invalid(axis: str, value, number: float) -> str:
+    if _missing(value):
+        return f"{axis} is missing"
+    if np.isnan(number):
+        return f"{axis} {str(value)!r} is not a number"
+    if not np.isfinite(number):
+        return f"{axis} {value} is not finite"
+    return f"{axis} {value} is beyond float32 (|value| > 3.4e38)"
+
+
 def validate(raw: RawCorpus) -> Corpus:
     """Apply the corpus checks and return the contract tables."""
     studies = raw.studies.copy()
     studies["study_id"] = studies["study_id"].astype(str)
     for column in TEXT_COLUMNS:
         studies[column] = _clean_text(studies[column]) if column in studies else ""
-
-    duplicated = studies["study_id"].duplicated(keep="first")
-    for sid in studies.loc[duplicated, "study_id"]:
-        raw.error(sid, "duplicate study id", "kept the first occurrence")
-    studies = studies.loc[~duplicated]
 
     coords = raw.coordinates.copy()
     coords["study_id"] = coords["study_id"].astype(str)
@@ -77,12 +128,9 @@ def validate(raw: RawCorpus) -> Corpus:
     if "space_in" not in coords:
         coords["space_in"] = "MNI"
     coords["space_in"] = coords["space_in"].astype("string").fillna("UNKNOWN").astype(object)
-    for axis in "xyz":
-        coords[axis] = pd.to_numeric(coords[axis], errors="coerce") if axis in coords else np.nan
-    bad = ~np.isfinite(coords[["x", "y", "z"]].to_numpy(dtype=float)).all(axis=1)
-    for row in coords.loc[bad].itertuples():
-        raw.error(row.study_id, "invalid coordinate", f"analysis {row.analysis_id}: ({row.x}, {row.y}, {row.z})")
-    coords = coords.loc[~bad]
+
+    studies, coords = _drop_duplicates(raw, studies, coords)
+    coords = _check_coordinates(raw, coords)
 
     known = set(studies["study_id"])
     orphan = ~coords["study_id"].isin(known)

@@ -16,18 +16,19 @@ def is_talairach(space: str) -> bool:
 def to_mni(coords: pd.DataFrame) -> pd.DataFrame:
     """Convert Talairach rows of ``coords`` (by ``space_in``) to MNI with NiMARE's transform.
 
-    Rows in any other space (MNI, or unknown, which the reference also treats as MNI) are
-    left as they are; ``space_in`` keeps the original label.
+    Rows in any other space (MNI, or unknown, which the reference also treats as MNI), and
+    Talairach rows with a value that is not a finite number, are left as they are, so that
+    validation reports bad values as the source wrote them; ``space_in`` keeps the label.
     """
     from nimare.utils import tal2mni
 
     coords = coords.copy()
-    for axis in "xyz":  # non-numeric values become NaN here and are reported by validation
-        coords[axis] = pd.to_numeric(coords[axis], errors="coerce").astype(float)
     tal = coords["space_in"].map(is_talairach).to_numpy(dtype=bool)
     if tal.any():
-        xyz = np.array(coords.loc[tal, ["x", "y", "z"]], dtype=float)
+        xyz = coords.loc[tal, ["x", "y", "z"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, copy=True)
         finite = np.isfinite(xyz).all(axis=1)
-        xyz[finite] = tal2mni(xyz[finite])
-        coords.loc[tal, ["x", "y", "z"]] = xyz
+        for axis in "xyz":  # text columns (CSV readers) take the converted floats as objects
+            if not pd.api.types.is_float_dtype(coords[axis]):
+                coords[axis] = coords[axis].astype(object)
+        coords.loc[coords.index[tal][finite], ["x", "y", "z"]] = tal2mni(xyz[finite])
     return coords

@@ -6,7 +6,9 @@ Every command that needs Ray goes through :func:`ray_session`; pipelines never c
 * embedded (default): a private local Ray (``address="local"``), dashboard off, object
   store sized to the machine. ``address="local"`` ignores a stale
   ``/tmp/ray/ray_current_cluster``, which would otherwise make a bare ``ray.init`` try to
-  join a dead cluster.
+  join a dead cluster. Every process of it (gcs, raylet, workers, agents, metrics
+  endpoints) listens on 127.0.0.1 only; its files live in a temporary directory of its
+  own, removed when the command ends; its auth token file is readable by the owner only.
 * connect: ``--address`` or ``RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``ray://...``). This is
   also how the command runs *inside* a submitted Ray Job, where Ray sets ``RAY_ADDRESS``.
 * already running: a caller (a test fixture, a notebook) started Ray; it is used as is
@@ -20,12 +22,15 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from niclip_ray.errors import ConfigError
-from niclip_ray.runtime.auth import apply_client_auth
+from niclip_ray.runtime.auth import apply_client_auth, ensure_private_token
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,10 @@ WORKER_ENV = {"TQDM_DISABLE": "1"}
 #: every few seconds that the state API is unavailable; rank 0 prints our epoch lines and
 #: failures still raise on the driver.
 TRAIN_LOG_LEVEL = os.environ.get("NICLIP_TRAIN_LOG_LEVEL", "ERROR")
+#: The only address the embedded Ray listens on.
+LOOPBACK = "127.0.0.1"
+#: Prefix of the temporary directory (Ray's ``_temp_dir``) of one embedded Ray.
+TEMP_PREFIX = "niclip-ray-"
 
 
 def quiet_worker_logs() -> None:
@@ -171,32 +180,90 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
         yield
         return
     address = options.resolved_address()
+    temp_dir = None if address else embedded_temp_dir()
     try:
         if address:
             check_reachable(address)
             apply_client_auth()
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         else:
-            ray.init(
-                address="local",
-                num_cpus=options.num_cpus,
-                include_dashboard=False,
-                object_store_memory=(
-                    options.object_store_mb * _MIB if options.object_store_mb else object_store_bytes()
-                ),
-                logging_level=logging.WARNING,
-                configure_logging=True,
-                runtime_env={"env_vars": WORKER_ENV,
-                             "worker_process_setup_hook": "niclip_ray.runtime.session.quiet_worker_logs"},
-            )
-    except (ConnectionError, TimeoutError, ValueError) as exc:
-        target = address or "an embedded local Ray"
-        raise ConfigError(f"could not start or join {target}: {exc}") from exc
+            start_embedded(options, temp_dir)
+    except BaseException as exc:
+        remove_temp_dir(temp_dir)
+        if isinstance(exc, (ConnectionError, TimeoutError, ValueError)):
+            raise ConfigError(f"could not start or join {address or 'an embedded local Ray'}: {exc}") from exc
+        raise
     try:
         configure_data_context(options.quiet)
         yield
     finally:
         ray.shutdown()
+        remove_temp_dir(temp_dir)
+
+
+def embedded_temp_dir() -> Path:
+    """A new temporary directory for one embedded Ray, where Ray would put its own.
+
+    That is ``RAY_TMPDIR``, else the system temporary directory (``/tmp`` on macOS, whose
+    ``$TMPDIR`` is too long for the Unix socket paths Ray creates inside).
+    """
+    parent = os.environ.get("RAY_TMPDIR") or ("/tmp" if sys.platform == "darwin" else None)
+    return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
+
+
+def start_embedded(options: RayOptions, temp_dir: Path) -> None:
+    """Start a private local Ray bound to 127.0.0.1, its files under ``temp_dir``."""
+    import ray
+
+    ensure_private_token()
+    with _loopback_node_ip():
+        ray.init(
+            address="local",
+            num_cpus=options.num_cpus,
+            include_dashboard=False,
+            object_store_memory=options.object_store_mb * _MIB if options.object_store_mb else object_store_bytes(),
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            runtime_env={"env_vars": WORKER_ENV,
+                         "worker_process_setup_hook": "niclip_ray.runtime.session.quiet_worker_logs"},
+            _node_ip_address=LOOPBACK,
+            _temp_dir=str(temp_dir),
+        )
+
+
+@contextmanager
+def _loopback_node_ip() -> Iterator[None]:
+    """Let ``ray.init(_node_ip_address="127.0.0.1")`` keep the loopback address.
+
+    Ray swaps a loopback node IP for the machine's routable one unless multi-node clusters
+    are off (its default on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read
+    once at import). With that switch off while Ray starts, gcs, raylet, workers, agents
+    and metrics endpoints all bind to 127.0.0.1 instead of every interface.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def remove_temp_dir(temp_dir: Path | None, wait_s: float = 10.0) -> None:
+    """Remove an embedded Ray's temporary directory (sessions, logs, sockets, spilled objects).
+
+    Ray's processes may still write their last log lines just after shutdown, so removal is
+    retried for up to ``wait_s`` seconds.
+    """
+    if temp_dir is None:
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if not temp_dir.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def cluster_cpus() -> float:
