@@ -15,6 +15,7 @@ once, wherever a state dict comes from.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -23,6 +24,8 @@ from pathlib import Path
 import torch
 
 from niclip_ray.errors import InputError
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 IMAGE_TOWER = "image_model.model"
 TEXT_TOWER = "text_model.model"
@@ -110,7 +113,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file {path} does not exist")
-    state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pth(path)
+    state = _read_safetensors(path) if path.suffix == ".safetensors" else read_torch_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -128,11 +131,48 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"cannot read weights {path}: {exc}") from exc
 
 
-def _read_pth(path: Path) -> object:
+def read_torch_file(path: str | Path) -> dict:
+    """Load a ``torch.save`` file that holds only tensors and plain containers, on CPU.
+
+    Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``):
+    unpickling other objects can run code. Torch's own refusal is a screen of advice ending
+    in "weights_only=False will likely succeed"; here it is one line saying what the file holds.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt``/``.pth`` file.
+
+    Returns
+    -------
+    dict
+        What the file holds (a state dict, or a dict wrapping one), tensors on CPU.
+
+    Raises
+    ------
+    InputError
+        In one line naming the file: missing, corrupt, holding pickled objects other than
+        tensors, or not holding a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise InputError(f"cannot load {path} with weights_only=True: {type(exc).__name__}: {exc}") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _UNSUPPORTED_GLOBAL.search(str(exc))
+        if found is None:
+            raise InputError(f"{path}: not a torch state dict file (corrupt, or not written by torch.save)") from None
+        raise InputError(
+            f"{path}: not a plain state dict of tensors (it holds pickled objects such as {found.group(1)}); "
+            "it was not loaded, because unpickling them can run code: save model.state_dict() instead"
+        ) from None
+    except (RuntimeError, EOFError) as exc:
+        reason = (str(exc).strip().split(". ")[0] or type(exc).__name__)[:200]
+        raise InputError(f"{path}: not a readable torch file ({reason})") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 def _cpu_float32(tensor: torch.Tensor) -> torch.Tensor:

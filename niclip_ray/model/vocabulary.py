@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from niclip_ray.errors import InputError
-from niclip_ray.tables import tensor_array, tensor_to_numpy, write_parquet_atomic
+from niclip_ray.tables import read_parquet_checked, tensor_array, tensor_to_numpy, write_parquet_atomic
 
 #: Embedding columns, keyed by the reference's file-name tag (``task-{names|definitions|combined}``).
 EMBEDDING_COLUMNS = {"names": "emb_name", "definitions": "emb_definition", "combined": "emb_combined"}
@@ -173,10 +173,7 @@ def read_vocabulary(path: str | Path) -> pd.DataFrame:
     InputError
         When the file is unreadable or breaks the contract.
     """
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"cannot read vocabulary {path}: {exc}") from exc
+    table = read_parquet_checked(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(f"vocabulary {path} lacks columns {missing}")

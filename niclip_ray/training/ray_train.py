@@ -35,6 +35,7 @@ import torch
 
 from niclip_ray.errors import ConfigError
 from niclip_ray.model import CLIP
+from niclip_ray.model.checkpoint import read_torch_file
 from niclip_ray.runtime.session import TRAIN_LOG_LEVEL
 from niclip_ray.training.loop import (
     EpochEnd,
@@ -96,7 +97,7 @@ def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 def _load_state(checkpoint) -> dict:
     with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+        return read_torch_file(Path(directory) / STATE_FILE)
 
 
 def _restore(checkpoint, model: CLIP, optimizer: torch.optim.Optimizer) -> list[dict]:

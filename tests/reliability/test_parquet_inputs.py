@@ -142,6 +142,21 @@ def test_features_part_with_a_pickled_column_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_bundle_with_a_pickled_vocabulary_column_is_refused(tmp_path):
+    from niclip_ray.decoding.toy import toy_state_dict, toy_vocabulary
+    from niclip_ray.model.bundle import _write_manifest as write_manifest
+    from niclip_ray.model.bundle import load_bundle, save_bundle
+
+    bundle = save_bundle(tmp_path / "b", toy_state_dict(16, 8), {}, toy_vocabulary(["a", "b", "c"], 16))
+    marker = tmp_path / "marker"
+    replace_column(bundle / "vocabulary.parquet", "name", marker)
+    write_manifest(bundle)  # a consistent, hostile bundle: its checksums match
+    with pytest.raises(InputError) as info:
+        load_bundle(bundle)
+    assert f"{bundle / 'vocabulary.parquet'}: column 'name' has the extension type" in str(info.value)
+    assert not marker.exists()
+
+
 def test_nested_and_unregistered_extensions_and_binary_are_refused(tmp_path):
     marker = tmp_path / "marker"
     nested = pa.StructArray.from_arrays([pa.array(["a"]), pickled_column(marker, 1)], names=["name", "payload"])

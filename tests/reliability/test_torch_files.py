@@ -1,4 +1,4 @@
-"""``load_state_dict_file``: plain state dicts load; anything else is one line naming the file."""
+"""``read_torch_file``: plain state dicts load; anything else is one line naming the file."""
 
 import argparse
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from niclip_ray.errors import InputError
-from niclip_ray.torchio import load_state_dict_file
+from niclip_ray.model.checkpoint import read_torch_file
 
 
 class WritesMarker:
@@ -23,7 +23,7 @@ class WritesMarker:
 def test_a_plain_state_dict_loads_on_cpu(tmp_path):
     state = {"image_model.model.0.weight": torch.arange(6.0).reshape(2, 3), "logit_scale": torch.tensor(2.5)}
     torch.save(state, tmp_path / "model.pth")
-    loaded = load_state_dict_file(tmp_path / "model.pth")
+    loaded = read_torch_file(tmp_path / "model.pth")
     assert list(loaded) == list(state)
     assert all(torch.equal(loaded[k], state[k]) and loaded[k].device.type == "cpu" for k in state)
 
@@ -33,7 +33,7 @@ def test_pickled_objects_are_refused_in_one_line_without_running(tmp_path):
     path = tmp_path / "checkpoint.pth"
     torch.save({"weight": torch.zeros(2), "args": argparse.Namespace(lr=0.1), "hook": WritesMarker(marker)}, path)
     with pytest.raises(InputError) as info:
-        load_state_dict_file(path)
+        read_torch_file(path)
     message = str(info.value)
     assert message == (
         f"{path}: not a plain state dict of tensors (it holds pickled objects such as argparse.Namespace); "
@@ -59,5 +59,5 @@ def test_corrupt_empty_missing_and_non_dict_files_are_one_line_errors(tmp_path):
     }
     for name, reason in expected.items():
         with pytest.raises(InputError) as info:
-            load_state_dict_file(tmp_path / name)
+            read_torch_file(tmp_path / name)
         assert str(info.value) == f"{tmp_path / name}: {reason}"
