@@ -24,10 +24,11 @@ import pandas as pd
 import torch
 
 from niclip_ray.decoding.bundle import Bundle, load_bundle
-from niclip_ray.decoding.posterior import l2_normalise, noisy_or, task_posterior, top_k
+from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
 from niclip_ray.decoding.resample import SamplerCache
 from niclip_ray.decoding.vocabulary import embedding_matrix
 from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class Decoder:
         self.logit_scale = float(logit_scale) if logit_scale is not None else self.bundle.logit_scale
         self.model = CLIP.from_state_dict(self.bundle.state_dict).eval()
         kind = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
-        text = torch.from_numpy(l2_normalise(embedding_matrix(vocabulary, kind)).astype(np.float32))
+        text = torch.from_numpy(l2_normalise(embedding_matrix(vocabulary, kind), dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             self.text_features = self.model.encode_text(text).numpy()  # (V, D), unit rows
         self.terms = vocabulary["name"].to_numpy(dtype=object)
@@ -192,7 +193,7 @@ class Decoder:
 
     def image_features(self, betas: np.ndarray) -> np.ndarray:
         """CLIP image features ``(n, D)`` float32 of atlas coefficients ``(n, dimension)``."""
-        x = torch.from_numpy(l2_normalise(np.atleast_2d(betas)).astype(np.float32))
+        x = torch.from_numpy(l2_normalise(np.atleast_2d(betas), dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             return self.model.encode_image(x).numpy()
 

@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from niclip_ray.errors import InputError
+from niclip_ray.vectors import NORM_EPS
 
 #: Initial value of the learnable logit scale used in the reference training runs.
 LOGIT_SCALE_INIT = 10.0
-#: Epsilon of the L2 normalisation (the reference's prediction code uses 1e-8).
-NORM_EPS = 1e-8
 
 _TEXT_PROJECTION = "text_model.model.0.projection.weight"
 _IMAGE_FC = "image_model.model.0.fc.weight"

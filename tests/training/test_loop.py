@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from niclip_ray.errors import InputError
-from niclip_ray.training.data import l2_normalise
 from niclip_ray.training.loop import EarlyStopping, TrainConfig, epoch_batches, evaluate, fit
+from niclip_ray.vectors import l2_normalise
 
 
 def paired(n, text_dim=12, image_dim=8, seed=0, noise=0.3):
