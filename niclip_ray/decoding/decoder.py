@@ -2,9 +2,8 @@
 
 Built from a model bundle; nothing to fit. Per map (method notes §1.8):
 
-1. load and check the map, resample it to the bundle's mask grid (at the atlas voxels,
-   geometry cached per input grid), project it on the atlas by least squares
-   (:class:`niclip_ray.atlas.projection.Projector`);
+1. load and check the map, resample it to the bundle's mask grid and project it on the
+   atlas by least squares (:meth:`niclip_ray.atlas.projection.Projector.project_image`);
 2. L2-normalise the coefficients and run the CLIP image head;
 3. cosine against the vocabulary's text features (computed once, at construction);
 4. posterior, Bayes factor, and noisy-OR concepts and domains
@@ -25,7 +24,6 @@ import torch
 
 from niclip_ray.decoding.bundle import Bundle, load_bundle
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
-from niclip_ray.decoding.resample import SamplerCache
 from niclip_ray.decoding.vocabulary import embedding_matrix
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.vectors import l2_normalise
@@ -144,7 +142,6 @@ class Decoder:
             self.concepts = ontology.concepts[["concept_id", "name"]].to_numpy(dtype=object)
             self.domains = ontology.domains[["domain_id", "name"]].to_numpy(dtype=object)
         self._projector = projector
-        self._samplers: SamplerCache | None = None
         self._atlas_dir = atlas_dir
         self._allow_mismatch = allow_atlas_mismatch
 
@@ -161,11 +158,7 @@ class Decoder:
         return self.projector.atlas_id
 
     def project(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
-        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map.
-
-        Equal to ``projector.project_image(img)``, with the resampling geometry cached per
-        input grid and the spline evaluated at the atlas voxels only
-        (:mod:`niclip_ray.decoding.resample`).
+        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map (``projector.project_image``).
 
         Raises
         ------
@@ -173,20 +166,8 @@ class Decoder:
             Unreadable map, wrong dimensionality, all NaN, outside MNI space, or no signal
             on the atlas (e.g. an all-zero map). The message names the map.
         """
-        from niclip_ray.atlas.maps import load_map
-
         label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
-        img = load_map(img, name=label)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        projector = self.projector
-        grid = projector.grid
-        if data.shape == tuple(grid.shape) and np.allclose(img.affine, grid.affine, atol=1e-4):
-            y = np.nan_to_num(data.reshape(-1)[projector.rows].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        else:
-            if self._samplers is None:
-                self._samplers = SamplerCache(grid.shape, grid.affine, projector.rows)
-            y = self._samplers.get(data.shape, img.affine)(data)
-        beta = projector.solve(projector.X.T @ y)[0]
+        beta = self.projector.project_image(img, name=label)
         if not np.any(beta) or not np.isfinite(beta).all():
             raise InputError(f"map {label}: no signal on the atlas (all zero inside the atlas after resampling)")
         return beta

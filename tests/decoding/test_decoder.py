@@ -152,19 +152,3 @@ def test_without_ontology_only_tasks(tmp_path):
     assert set(dec.transform(load_sample_motor_activation_image())["level"]) == {"task"}
     with pytest.raises(InputError, match="needs a bundle with an ontology"):
         Decoder(path, hierarchical=True)
-
-
-def test_cached_resampling_equals_the_projector(decoder, tmp_path):
-    """Row-only, cached resampling gives the projector's own coefficients (off-grid, NaN, on-grid)."""
-    img = nib.load(load_sample_motor_activation_image())
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    holes = data.copy()
-    holes[20:30, 25:40, 10:30] = np.nan
-    holes[0, 0, 0] = np.inf
-    grid = decoder.projector.grid
-    rng = np.random.default_rng(0)
-    on_grid = nib.Nifti1Image(rng.standard_normal(grid.shape).astype(np.float32), grid.affine)
-    cases = [img, nib.Nifti1Image(holes, img.affine), nib.Nifti1Image(2 * data, img.affine), on_grid]
-    for case in cases:
-        np.testing.assert_allclose(decoder.project(case), decoder.projector.project_image(case), rtol=1e-6, atol=1e-6)
-    assert len(decoder._samplers) == 1  # one source grid met (the on-grid map needs none)
