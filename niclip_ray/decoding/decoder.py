@@ -24,15 +24,13 @@ import torch
 
 from niclip_ray.decoding.bundle import Bundle, load_bundle
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
+from niclip_ray.decoding.schema import RESULT_COLUMNS
 from niclip_ray.decoding.vocabulary import embedding_matrix
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("task", "concept", "domain")
-#: Columns of a decoding result (DESIGN.md decode contract, plus term_id).
-COLUMNS = ["map_id", "level", "rank", "term_id", "term", "prob", "similarity", "likelihood", "prior", "bayes_factor"]
 _STANDIN_SEED = re.compile(r"standin-seed(\d+)$")
 
 
@@ -192,14 +190,14 @@ class Decoder:
         Returns
         -------
         DataFrame
-            :data:`COLUMNS`; ``rank`` starts at 1 per map and level. Concept and domain rows
-            have NaN similarity, likelihood, prior and Bayes factor.
+            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; ``rank`` starts at 1 per map and
+            level. Concept and domain rows have NaN similarity, likelihood, prior and Bayes factor.
         """
         betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
         if len(map_ids) != len(betas):
             raise ValueError(f"{len(map_ids)} map ids for {len(betas)} maps")
         if not len(betas):
-            return pd.DataFrame(columns=COLUMNS)
+            return pd.DataFrame(columns=RESULT_COLUMNS)
         cosine = self.image_features(betas).astype(np.float64) @ self.text_features.astype(np.float64).T
         post = task_posterior(cosine, self.prior, self.logit_scale)
         frames = [
@@ -214,7 +212,7 @@ class Decoder:
             domain = noisy_or(concept, self.concept_domain)
             frames.append(_tidy("concept", map_ids, concept, top_k(concept, topk), *self.concepts.T, {}))
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
-        return pd.concat(frames, ignore_index=True)[COLUMNS]
+        return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
 
     def transform(
         self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None, topk: int | None = 10

@@ -119,7 +119,7 @@ def write_predictions(result: pd.DataFrame, directory: str | os.PathLike, prefix
     Parameters
     ----------
     result : DataFrame
-        The map's rows of a tidy decoding result (:data:`niclip_ray.decoding.decoder.COLUMNS`).
+        The map's rows of a tidy decoding result (:data:`niclip_ray.decoding.schema.RESULT_COLUMNS`).
     directory : path
         Created if needed.
     prefix : str

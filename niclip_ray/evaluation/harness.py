@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import null as nulls
-from niclip_ray.evaluation.inputs import LEVELS, load_predictions, load_truth
+from niclip_ray.evaluation.inputs import load_predictions, load_truth
 from niclip_ray.evaluation.metrics import aggregate, map_scores, pair_scores, rank_matrix, truth_matrix
 
 #: Cut-offs of the reference's ``decoding_eval.py``.

@@ -21,27 +21,11 @@ import pyarrow as pa
 from niclip_ray.decoding.bundle import load_bundle
 from niclip_ray.decoding.decoder import Decoder, resolve_atlas
 from niclip_ray.decoding.inputs import load_item
+from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 
 STAGE = "decode"
-SCHEMA = pa.schema(
-    [
-        ("map_id", pa.string()),
-        ("source_path", pa.string()),
-        ("level", pa.string()),
-        ("rank", pa.int32()),
-        ("term_id", pa.string()),
-        ("term", pa.string()),
-        ("prob", pa.float64()),
-        ("similarity", pa.float64()),
-        ("likelihood", pa.float64()),
-        ("prior", pa.float64()),
-        ("bayes_factor", pa.float64()),
-        ("atlas_id", pa.string()),
-        ("error", pa.string()),
-    ]
-)
 
 
 def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Table:
@@ -50,7 +34,8 @@ def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Ta
     Returns
     -------
     pyarrow.Table
-        :data:`SCHEMA`; a map that fails gets one row with its ``error`` and nulls elsewhere.
+        :data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`; a map that fails gets one row with its
+        ``error`` and nulls elsewhere.
     """
     betas, good, failed = [], [], []
     for item in items:
@@ -78,10 +63,10 @@ def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Ta
     table = pd.concat([frame, errors], ignore_index=True) if len(errors) else frame
     table["rank"] = table["rank"].astype("Int32")
     columns = {}
-    for name in SCHEMA.names:
+    for name in DECODE_SCHEMA.names:
         values = table[name].astype(object)
-        columns[name] = pa.array(values.where(table[name].notna(), None).tolist(), SCHEMA.field(name).type)
-    return pa.table(columns, schema=SCHEMA)
+        columns[name] = pa.array(values.where(table[name].notna(), None).tolist(), DECODE_SCHEMA.field(name).type)
+    return pa.table(columns, schema=DECODE_SCHEMA)
 
 
 def make_process(

@@ -15,7 +15,8 @@ from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker
 
 from niclip_ray.baselines import GCLDABaseline, NeurosynthBaseline
-from niclip_ray.baselines.base import PREDICTION_COLUMNS, template_mask
+from niclip_ray.baselines.base import template_mask
+from niclip_ray.decoding.schema import BASELINE_COLUMNS as PREDICTION_COLUMNS
 from niclip_ray.baselines.dataset import build_dataset, load_split
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate

@@ -8,8 +8,9 @@ from nilearn.datasets import load_sample_motor_activation_image
 from scipy.ndimage import affine_transform
 
 from niclip_ray.decoding.bundle import load_bundle
-from niclip_ray.decoding.decoder import COLUMNS, Decoder
+from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.export import reference_tables
+from niclip_ray.decoding.schema import RESULT_COLUMNS as COLUMNS
 from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP

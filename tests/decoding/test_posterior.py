@@ -66,7 +66,8 @@ def test_task_posterior_matches_loops(case, s):
 def test_posterior_with_uniform_prior_is_the_likelihood(case):
     images, texts, _ = case
     V = len(texts)
-    got = task_posterior(l2_normalise(images, dtype=np.float64) @ l2_normalise(texts, dtype=np.float64).T, np.full(V, 1 / V), 10.0)
+    cosine = l2_normalise(images, dtype=np.float64) @ l2_normalise(texts, dtype=np.float64).T
+    got = task_posterior(cosine, np.full(V, 1 / V), 10.0)
     np.testing.assert_allclose(got.posterior, got.likelihood)
     # BF = odds ratio; with posterior == prior it would be 1
     flat = task_posterior(np.zeros((1, V)), np.full(V, 1 / V), 10.0)

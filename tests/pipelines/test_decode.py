@@ -10,6 +10,7 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.inputs import collect_maps
+from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import decode
@@ -61,7 +62,7 @@ def test_decode_items_without_ray(setup):
     decoder = Decoder(bundle, atlas_dir=atlas)
     items = collect_maps([maps])
     table = decode.decode_items(decoder, items, topk=3).to_pandas()
-    assert table.columns.tolist() == decode.SCHEMA.names
+    assert table.columns.tolist() == DECODE_SCHEMA.names
     errors = table[table["error"] != ""].set_index("map_id")["error"]
     assert set(errors.index) == set(BAD)
     for map_id, pattern in BAD.items():
