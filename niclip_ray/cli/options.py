@@ -6,6 +6,11 @@ from __future__ import annotations
 FLAGS = {
     "n_folds": "--folds",
     "data_dir": "--atlas-dir",
+    "n_permutations": "--permutations",
+    "methods": "--method",
+    "n_topics": "--gclda-topics",
+    "n_regions": "--gclda-regions",
+    "n_iters": "--gclda-iters",
 }
 
 

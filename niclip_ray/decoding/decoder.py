@@ -26,7 +26,7 @@ from niclip_ray.decoding.bundle import Bundle, load_bundle
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
 from niclip_ray.decoding.schema import RESULT_COLUMNS
 from niclip_ray.decoding.vocabulary import embedding_matrix
-from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.errors import ConfigError, InputError, ParameterError
 from niclip_ray.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,14 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
 
     Raises
     ------
+    AtlasNotFound
+        When no atlas is found, or the atlas found is not the one recorded in the bundle
+        (e.g. the bundle was trained on real DiFuMo and only a stand-in is available),
+        unless ``allow_atlas_mismatch``; it names ``atlas_dir``.
     ConfigError
-        When the atlas found is not the one recorded in the bundle (e.g. the bundle was
-        trained on real DiFuMo and only a stand-in is available), unless
-        ``allow_atlas_mismatch``.
+        When the bundle records an atlas dimension DiFuMo does not have.
     """
-    from niclip_ray.atlas.difumo import load_atlas
+    from niclip_ray.atlas.difumo import AtlasNotFound, load_atlas
 
     config = bundle.config
     expected = config.get("atlas_id")
@@ -60,13 +62,18 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
             allow_standin=standin_expected or allow_atlas_mismatch or not expected,
             seed=int(seed_match.group(1)) if seed_match else 0,
         )
+    except ParameterError as exc:  # load_atlas's data_dir is atlas_dir here
+        raise type(exc)("atlas_dir", f"{exc.problem}; the bundle needs atlas {expected}") from exc
     except ConfigError as exc:
         raise ConfigError(f"the bundle needs atlas {expected}: {exc}") from exc
     if expected and atlas.atlas_id != expected:
-        message = f"the bundle was trained on atlas {expected} but {atlas.atlas_id} was found"
         if not allow_atlas_mismatch:
-            raise ConfigError(f"{message}; point --atlas-dir at the right atlas (or allow the mismatch)")
-        log.warning("%s; decoding anyway", message)
+            raise AtlasNotFound(
+                "atlas_dir",
+                f"finds atlas {atlas.atlas_id} but the bundle was trained on atlas {expected}; "
+                "point it at the right atlas, or allow the mismatch",
+            )
+        log.warning("the bundle was trained on atlas %s but %s was found; decoding anyway", expected, atlas.atlas_id)
     return atlas
 
 
@@ -133,7 +140,7 @@ class Decoder:
         ontology = self.bundle.ontology
         self.hierarchical = ontology is not None if hierarchical is None else bool(hierarchical)
         if self.hierarchical and ontology is None:
-            raise InputError("hierarchical decoding needs a bundle with an ontology (model attach-vocabulary --ontology)")
+            raise ParameterError("hierarchical", "needs a bundle with an ontology; attach one with the vocabulary")
         if self.hierarchical:
             self.task_concept = ontology.task_concept_matrix
             self.concept_domain = ontology.concept_domain_matrix

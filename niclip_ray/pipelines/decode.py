@@ -22,7 +22,7 @@ from niclip_ray.decoding.bundle import load_bundle
 from niclip_ray.decoding.decoder import Decoder, resolve_atlas
 from niclip_ray.decoding.inputs import load_item
 from niclip_ray.decoding.schema import DECODE_SCHEMA
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 
 STAGE = "decode"
@@ -116,7 +116,8 @@ def validate(
     bundle = load_bundle(bundle_path)
     bundle.require_vocabulary()
     if hierarchical and bundle.ontology is None:
-        raise InputError(f"bundle {bundle_path} has no ontology: decode tasks only, or attach one")
+        raise ParameterError("hierarchical", f"needs a bundle with an ontology, but bundle {bundle_path} has no "
+                             "ontology: decode tasks only, or attach one")
     resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
     return bundle_path
 

@@ -137,11 +137,12 @@ def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):
     config = {**bundle.config, "atlas_id": "difumo64-2mm"}  # claims the real DiFuMo
     other = save_bundle(tmp_path / "b", bundle.state_dict, config, bundle.vocabulary, bundle.ontology,
                         mask_file=bundle.mask_path)
-    with pytest.raises(ConfigError, match="the bundle needs atlas difumo64-2mm: no DiFuMo 64 atlas"):
+    with pytest.raises(ConfigError, match="holds no DiFuMo 64 atlas.*the bundle needs atlas difumo64-2mm"):
         Decoder(other, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
     config["atlas_id"] = "difumo64-2mm-standin-seed0-other"
     odd = save_bundle(tmp_path / "c", bundle.state_dict, config, bundle.vocabulary, mask_file=bundle.mask_path)
-    with pytest.raises(ConfigError, match="trained on atlas difumo64-2mm-standin-seed0-other but difumo64-2mm-standin-seed0"):
+    with pytest.raises(ConfigError, match="finds atlas difumo64-2mm-standin-seed0 but the bundle was trained on atlas "
+                       "difumo64-2mm-standin-seed0-other"):
         Decoder(odd, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
     ok = Decoder(other, atlas_dir=atlas_dir, allow_atlas_mismatch=True)
     assert ok.atlas_id == "difumo64-2mm-standin-seed0"
