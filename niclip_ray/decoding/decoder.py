@@ -12,6 +12,7 @@ Built from a model bundle; nothing to fit. Per map (method notes §1.8):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -77,34 +78,32 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
     return atlas
 
 
-def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
-    """Build the projector of :func:`resolve_atlas`'s atlas on the bundle's grid.
-
-    Maps are resampled to the bundle's own mask when it carries one, else to NiMARE's
-    2 mm MNI152 brain-mask grid.
-    """
-    from niclip_ray.atlas.mask import MaskGrid
-    from niclip_ray.atlas.projection import Projector
-
-    atlas = resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
-    grid = MaskGrid.from_img(nib.load(str(bundle.mask_path))) if bundle.mask_path is not None else None
-    return Projector(atlas, grid=grid)
+def bundle_digest(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the sha256 of a bundle's ``manifest.json`` (which lists every file's sha256)."""
+    return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
 class Decoder:
     """Decode brain maps with a NiCLIP model bundle.
 
+    Like NiMARE's decoders, the constructor only loads (nothing is fitted): the bundle, the
+    CLIP text features of its vocabulary, and, on first use, the atlas projector.
+    :meth:`get_params` and :meth:`describe` say what it runs.
+
     Parameters
     ----------
     bundle : Bundle or path
         A bundle with a vocabulary (see :func:`niclip_ray.decoding.bundle.load_bundle`).
+    topk : int or None
+        Tasks and concepts kept per map (None: all). All domains are kept.
     logit_scale : float, optional
         Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
         else the learned value). The paper's jobs use 20.
     hierarchical : bool, optional
         Also give concepts and domains (noisy-OR). Default: when the bundle has an ontology.
     projector : Projector, optional
-        Atlas projector to use (default: :func:`make_projector`, built lazily on the first map).
+        Atlas projector to use (default: one for :func:`resolve_atlas`'s atlas on the
+        bundle's mask grid, or NiMARE's 2 mm brain-mask grid, built on the first map).
     atlas_dir : path, optional
         nilearn data directory with the atlas.
     allow_atlas_mismatch : bool
@@ -117,6 +116,7 @@ class Decoder:
         self,
         bundle: Bundle | str | os.PathLike,
         *,
+        topk: int | None = 10,
         logit_scale: float | None = None,
         hierarchical: bool | None = None,
         projector=None,
@@ -126,12 +126,16 @@ class Decoder:
     ) -> None:
         from niclip_ray.model import CLIP
 
+        if topk is not None and int(topk) < 1:
+            raise ParameterError("topk", f"must be at least 1 (or None for every term), got {topk}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         vocabulary = self.bundle.require_vocabulary()
+        self.topk = None if topk is None else int(topk)
         self.logit_scale = float(logit_scale) if logit_scale is not None else self.bundle.logit_scale
         self.model = CLIP.from_state_dict(self.bundle.state_dict).eval()
-        kind = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
-        text = torch.from_numpy(l2_normalise(embedding_matrix(vocabulary, kind), dtype=np.float64).astype(np.float32))
+        self.embedding = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
+        text = embedding_matrix(vocabulary, self.embedding)
+        text = torch.from_numpy(l2_normalise(text, dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             self.text_features = self.model.encode_text(text).numpy()  # (V, D), unit rows
         self.terms = vocabulary["name"].to_numpy(dtype=object)
@@ -146,21 +150,87 @@ class Decoder:
             self.concept_domain = ontology.concept_domain_matrix
             self.concepts = ontology.concepts[["concept_id", "name"]].to_numpy(dtype=object)
             self.domains = ontology.domains[["domain_id", "name"]].to_numpy(dtype=object)
+        self.atlas_dir = atlas_dir
+        self.allow_atlas_mismatch = bool(allow_atlas_mismatch)
         self._projector = projector
-        self._atlas_dir = atlas_dir
-        self._allow_mismatch = allow_atlas_mismatch
+        self._atlas = None
+
+    def get_params(self) -> dict:
+        """The constructor's parameters, as scikit-learn's and NiMARE's estimators give them.
+
+        Defaults are resolved (logit scale, hierarchical, embedding kind), so
+        ``Decoder(**decoder.get_params())`` decodes the same way; a given projector is left
+        out (one is built again from the bundle and ``atlas_dir``).
+        """
+        return {
+            "bundle": str(self.bundle.path) if self.bundle.path is not None else self.bundle,
+            "topk": self.topk,
+            "logit_scale": self.logit_scale,
+            "hierarchical": self.hierarchical,
+            "atlas_dir": self.atlas_dir,
+            "allow_atlas_mismatch": self.allow_atlas_mismatch,
+            "embedding": self.embedding,
+        }
+
+    def describe(self) -> dict:
+        """What this decoder runs, for a methods section or a run record.
+
+        Cheap: the atlas is found, but no projector is built.
+
+        Returns
+        -------
+        dict
+            ``bundle`` (directory, None in memory), ``bundle_sha256`` (:func:`bundle_digest`),
+            ``text_model_id`` and ``n_train_studies`` (as the bundle records them, else None),
+            ``atlas_id``, ``atlas_standin``, ``atlas_dim``, ``vocabulary_embedding``,
+            ``n_terms`` (terms per decoded level), ``prior`` (``uniform`` or ``vocabulary``),
+            ``logit_scale``, ``topk`` and ``hierarchical``.
+        """
+        config = self.bundle.config
+        train_ids = config.get("training", {}).get("split", {}).get("train")
+        n_terms = {"task": len(self.terms)}
+        if self.hierarchical:
+            n_terms.update(concept=len(self.concepts), domain=len(self.domains))
+        atlas_dim = self._projector.dimension if self._projector is not None else self.atlas.dimension
+        return {
+            "bundle": str(self.bundle.path) if self.bundle.path is not None else None,
+            "bundle_sha256": bundle_digest(self.bundle.path) if self.bundle.path is not None else None,
+            "text_model_id": config.get("text_model_id"),
+            "n_train_studies": len(train_ids) if train_ids is not None else None,
+            "atlas_id": self.atlas_id,
+            "atlas_standin": "standin" in self.atlas_id,
+            "atlas_dim": int(atlas_dim),
+            "vocabulary_embedding": self.embedding,
+            "n_terms": n_terms,
+            "prior": "uniform" if np.allclose(self.prior, self.prior[0], rtol=1e-12, atol=0) else "vocabulary",
+            "logit_scale": self.logit_scale,
+            "topk": self.topk,
+            "hierarchical": self.hierarchical,
+        }
+
+    @property
+    def atlas(self):
+        """The bundle's atlas (:func:`resolve_atlas`, found on first use)."""
+        if self._atlas is None:
+            self._atlas = resolve_atlas(self.bundle, self.atlas_dir, self.allow_atlas_mismatch)
+        return self._atlas
 
     @property
     def projector(self):
         """The atlas projector (built on first use)."""
         if self._projector is None:
-            self._projector = make_projector(self.bundle, self._atlas_dir, self._allow_mismatch)
+            from niclip_ray.atlas.mask import MaskGrid
+            from niclip_ray.atlas.projection import Projector
+
+            mask = self.bundle.mask_path
+            grid = MaskGrid.from_img(nib.load(str(mask))) if mask is not None else None
+            self._projector = Projector(self.atlas, grid=grid)
         return self._projector
 
     @property
     def atlas_id(self) -> str:
         """Identifier of the atlas used for projection."""
-        return self.projector.atlas_id
+        return self._projector.atlas_id if self._projector is not None else self.atlas.atlas_id
 
     def project(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
         """Atlas coefficients ``(dimension,)`` float32 of one 3-D map (``projector.project_image``).
@@ -183,7 +253,7 @@ class Decoder:
         with torch.no_grad():
             return self.model.encode_image(x).numpy()
 
-    def decode_features(self, betas: np.ndarray, map_ids: list[str], topk: int | None = 10) -> pd.DataFrame:
+    def decode_features(self, betas: np.ndarray, map_ids: list[str]) -> pd.DataFrame:
         """Decode projected maps; one tidy frame for all of them.
 
         Parameters
@@ -191,14 +261,13 @@ class Decoder:
         betas : (n, dimension) array
             Atlas coefficients, one row per map.
         map_ids : list of str, length n
-        topk : int, optional
-            Tasks and concepts kept per map (None: all). All domains are kept.
 
         Returns
         -------
         DataFrame
-            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; ``rank`` starts at 1 per map and
-            level. Concept and domain rows have NaN similarity, likelihood, prior and Bayes factor.
+            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; the :attr:`topk` best tasks and
+            concepts and every domain of each map, ``rank`` from 1 per map and level. Concept
+            and domain rows have NaN similarity, likelihood, prior and Bayes factor.
         """
         betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
         if len(map_ids) != len(betas):
@@ -209,7 +278,7 @@ class Decoder:
         post = task_posterior(cosine, self.prior, self.logit_scale)
         frames = [
             _tidy(
-                "task", map_ids, post.posterior, top_k(post.posterior, topk), self.term_ids, self.terms,
+                "task", map_ids, post.posterior, top_k(post.posterior, self.topk), self.term_ids, self.terms,
                 {"similarity": post.similarity, "likelihood": post.likelihood,
                  "prior": np.broadcast_to(post.prior, post.posterior.shape), "bayes_factor": post.bayes_factor},
             )
@@ -217,18 +286,16 @@ class Decoder:
         if self.hierarchical:
             concept = noisy_or(post.posterior, self.task_concept)
             domain = noisy_or(concept, self.concept_domain)
-            frames.append(_tidy("concept", map_ids, concept, top_k(concept, topk), *self.concepts.T, {}))
+            frames.append(_tidy("concept", map_ids, concept, top_k(concept, self.topk), *self.concepts.T, {}))
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
         return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
 
-    def transform(
-        self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None, topk: int | None = 10
-    ) -> pd.DataFrame:
+    def transform(self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None) -> pd.DataFrame:
         """Decode one 3-D map (path or image) into a tidy frame (see :meth:`decode_features`)."""
         if map_id is None:
             map_id = _default_id(img)
         name = map_id if isinstance(img, nib.spatialimages.SpatialImage) else None
-        return self.decode_features(self.project(img, name=name)[None, :], [map_id], topk)
+        return self.decode_features(self.project(img, name=name)[None, :], [map_id])
 
 
 def _default_id(img) -> str:
