@@ -64,7 +64,8 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
             seed=int(seed_match.group(1)) if seed_match else 0,
         )
     except ParameterError as exc:  # load_atlas's data_dir is atlas_dir here
-        raise type(exc)("atlas_dir", f"{exc.problem}; the bundle needs atlas {expected}") from exc
+        needs = f"; the bundle needs atlas {expected}" if expected else ""
+        raise type(exc)("atlas_dir", f"{exc.problem}{needs}") from exc
     except ConfigError as exc:
         raise ConfigError(f"the bundle needs atlas {expected}: {exc}") from exc
     if expected and atlas.atlas_id != expected:
