@@ -181,14 +181,14 @@ def main() -> None:
             timings[name] = args.reference_maps / (time.perf_counter() - start)
 
         start = time.perf_counter()
-        decoder = Decoder(bundle, atlas_dir=atlas.data_dir)
+        decoder = Decoder(bundle, atlas_dir=atlas.data_dir, topk=None)
         decoder.projector  # noqa: B018 - built once, like an actor does
         setup = time.perf_counter() - start
         items = collect_maps(paths[: args.maps])
         start = time.perf_counter()
         result = []
         for i in range(0, len(items), 8):
-            result.append(decode_items(decoder, items[i : i + 8], topk=None).to_pandas())
+            result.append(decode_items(decoder, items[i : i + 8]).to_pandas())
         timings["niclip-ray (Decoder, shards of 8)"] = args.maps / (time.perf_counter() - start)
         ours = result[0]
         ours = ours[(ours["level"] == "task") & (ours["map_id"] == "map_0000")].set_index("term")

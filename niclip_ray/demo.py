@@ -124,8 +124,9 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     from nilearn.datasets import load_sample_motor_activation_image
 
     from niclip_ray.baselines.run import run_baselines
+    from niclip_ray.decoding.decoder import Decoder
     from niclip_ray.decoding.inputs import collect_maps
-    from niclip_ray.evaluation import evaluate, load_predictions, write_results
+    from niclip_ray.evaluation import DEFAULT_K, evaluate, load_predictions, write_results
     from niclip_ray.evaluation.known_answer import known_answer_test, own_term_first
     from niclip_ray.model.bundle import attach_vocabulary, load_bundle
     from niclip_ray.ontology import load_ontology
@@ -194,8 +195,8 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
         map_labels = {m: studies.at[m.removeprefix("study-"), "label"] for m in maps if m.startswith("study-")}
         map_labels[MOTOR_MAP_ID] = "motor"
 
-        summary = decode.run(collect_maps(list(maps.values())), bundle_path, paths["decode"], topk=None,
-                             atlas_dir=paths["atlas"])
+        decoding = {"topk": None, "atlas_dir": paths["atlas"]}  # every term ranked, for the evaluator
+        summary = decode.run(collect_maps(list(maps.values())), bundle_path, paths["decode"], **decoding)
         say(summary.line())
     niclip = load_predictions(paths["decode"]).assign(backend="niclip")
 
@@ -212,7 +213,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
 
     truth = truth_table(map_labels, ontology)
     predictions = pd.concat([niclip, baselines], ignore_index=True)
-    result = evaluate(predictions, truth, n_permutations=settings.permutations, seed=settings.seed,
+    result = evaluate(predictions, truth, k=DEFAULT_K, n_permutations=settings.permutations, seed=settings.seed,
                       dataset="nback-flanker")
     write_results(result, paths["evaluation"], dataset="nback-flanker")
     study_labels = {m: label for m, label in map_labels.items() if label in LABEL_TASKS}
@@ -230,10 +231,10 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
         [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True
     )
     methods = methods_text(
+        Decoder(bundle_path, **decoding).describe(),
         corpus=f"NiMARE's n-back/flanker studyset ({len(studies)} studies with abstracts)",
-        n_train=len(split["train"]), n_maps=len(maps), vocabulary_size=len(bundle.vocabulary),
-        k={"task": 4, "concept": 4, "domain": 2}, n_permutations=settings.permutations, seed=settings.seed,
-        text_model=settings.model, baselines=settings.baselines,
+        n_maps=len(maps), k=DEFAULT_K, n_permutations=settings.permutations, seed=settings.seed,
+        baselines=settings.baselines,
     )
     shown = report_maps(map_labels, per_label=3)
     report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,

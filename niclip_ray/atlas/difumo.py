@@ -41,7 +41,7 @@ from niclip_ray.atlas.catalog import (
     standin_seed,
 )
 from niclip_ray.atlas.mask import brain_mask_grid
-from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.errors import ConfigError, ParameterError
 
 LABEL_COLUMNS = ["Component", "Difumo_names", "Yeo_networks7", "Yeo_networks17", "GM", "WM", "CSF"]
 #: Relative cut-off below which a stand-in component is zero.
@@ -50,6 +50,14 @@ STANDIN_CUTOFF = 0.05
 STANDIN_VERSION = 2
 #: k-means runs on every KMEANS_STRIDE-th mask voxel.
 KMEANS_STRIDE = 8
+
+
+class AtlasNotFound(ParameterError, ConfigError):
+    """The atlas needed is not in the data directory a parameter names (or nilearn's defaults).
+
+    Both a :class:`~niclip_ray.errors.ParameterError`, so the CLI names the flag that points
+    at the directory, and a :class:`~niclip_ray.errors.ConfigError`, as a missing atlas is.
+    """
 
 
 @dataclass(frozen=True)
@@ -274,13 +282,17 @@ def load_atlas(
 
     Raises
     ------
+    ParameterError
+        ``data_dir`` does not exist.
+    AtlasNotFound
+        No atlas found (and no stand-in allowed).
     ConfigError
-        No atlas found (and no stand-in allowed), or the download failed.
+        A dimension DiFuMo does not have, or the download failed.
     """
     dimension = _check_dimension(dimension)
     dirs = [Path(data_dir).expanduser()] if data_dir is not None else default_data_dirs()
     if data_dir is not None and not dirs[0].is_dir():
-        raise InputError(f"--atlas-dir {data_dir} does not exist")
+        raise ParameterError("data_dir", f"{data_dir} does not exist")
     found = [c for c in find_difumo(dirs) if c.dimension == dimension]
     real = [c for c in found if not c.standin]
     if real:
@@ -298,9 +310,10 @@ def load_atlas(
     if not allow_standin:
         where = ", ".join(str(d) for d in dirs)
         only = " (only a stand-in)" if found else ""
-        raise ConfigError(
-            f"no DiFuMo {dimension} atlas in {where}{only}; point --atlas-dir at a nilearn data directory "
-            "holding difumo_atlases/, or allow the offline stand-in"
+        raise AtlasNotFound(
+            "data_dir",
+            f"holds no DiFuMo {dimension} atlas{only} (searched {where}); point it at a nilearn data directory "
+            "holding difumo_atlases/, or allow the offline stand-in",
         )
     standin_dir = default_standin_dir(seed)
     build_standin(standin_dir, dimension, seed)

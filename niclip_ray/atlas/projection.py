@@ -2,11 +2,13 @@
 
 For a map ``y`` on a voxel grid and atlas maps ``X`` (voxels x components) on the same
 grid, the projection is ``beta = argmin ||X beta - y||``, computed from the normal equations
-``(X'X + ridge I) beta = X'y``. ``X'X`` depends only on the atlas and the grid, so its
-Cholesky factor is computed once per :class:`Projector`; each map then costs one product
-``X'y`` and a triangular solve. With ``ridge=0`` this is exactly the least-squares solution
-of nilearn's ``NiftiMapsMasker`` (``img_to_signals_maps``); the default ``ridge=1e-6``
-(as in NiCLIP's current code) only guards against a singular ``X'X``.
+``(X'X + ridge I) beta = X'y``: :func:`project` is that computation, a pure function of the
+maps and the atlas matrix. ``X'X`` depends only on the atlas and the grid, so a
+:class:`Projector` computes its Cholesky factor once (:func:`normal_factor`); each map then
+costs one product ``X'y`` and a triangular solve (:func:`solve_normal`). With ``ridge=0``
+this is exactly the least-squares solution of nilearn's ``NiftiMapsMasker``
+(``img_to_signals_maps``); the default ``ridge=1e-6`` (as in NiCLIP's current code) only
+guards against a singular ``X'X``.
 
 Only voxels where some component is non-zero enter ``X`` (other voxels add nothing to
 ``X'X`` or ``X'y``), and ``X`` is kept sparse. A binary MKDA map touches a few thousand
@@ -16,7 +18,9 @@ The grid is NiMARE's 2 mm MNI152 brain-mask grid (91x109x91) unless another is g
 maps on a different grid (the real DiFuMo is 104x123x104) are resampled to it once, one
 component at a time, with linear interpolation, as ``NiftiMapsMasker`` does when it
 resamples the maps to the data (the paper-era NiCLIP path). Images to project are resampled
-to the same grid with continuous interpolation (``resample_to_img``), then NaN/inf -> 0.
+to the same grid with continuous interpolation, as ``resample_to_img`` does, but only at the
+atlas voxels and with the geometry cached per input grid (:mod:`niclip_ray.atlas.resample`),
+then NaN/inf -> 0.
 """
 
 from __future__ import annotations
@@ -35,28 +39,55 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from niclip_ray.atlas.difumo import Atlas, atlas_cache_root
-from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
 from niclip_ray.atlas.maps import iter_volumes, load_map
+from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
+from niclip_ray.atlas.resample import SamplerCache, on_grid, resample_volume
 from niclip_ray.errors import ConfigError, InputError
 
 
-def _on_grid(shape: tuple[int, ...], affine: np.ndarray, grid: MaskGrid) -> bool:
-    return tuple(shape[:3]) == grid.shape and np.allclose(affine, grid.affine, atol=1e-4)
+def normal_factor(maps: sp.spmatrix, ridge: float = 1e-6) -> tuple[np.ndarray, bool]:
+    """Cholesky factor of ``X'X + ridge I`` for atlas maps ``X`` ``(n_voxels, n_components)``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When ``X'X + ridge I`` is not positive definite.
+    """
+    gram = (maps.T @ maps).toarray() + float(ridge) * np.eye(maps.shape[1])
+    return scipy.linalg.cho_factor(gram, lower=True, check_finite=False)
 
 
-def _resample(volume: np.ndarray, affine: np.ndarray, grid: MaskGrid, interpolation: str) -> np.ndarray:
-    from nilearn.image import resample_img
+def solve_normal(factor: tuple[np.ndarray, bool], xty: np.ndarray) -> np.ndarray:
+    """Solve the normal equations for right-hand sides ``X'y`` ``(n_maps, n_components)``; float32."""
+    xty = np.atleast_2d(np.asarray(xty, dtype=np.float64))
+    return scipy.linalg.cho_solve(factor, xty.T, check_finite=False).T.astype(np.float32)
 
-    img = nib.Nifti1Image(volume, affine)
-    out = resample_img(
-        img,
-        target_affine=grid.affine,
-        target_shape=grid.shape,
-        interpolation=interpolation,
-        clip=False,
-        copy_header=True,
-    )
-    return np.asarray(out.dataobj, dtype=np.float32)
+
+def project(values: np.ndarray, maps: sp.spmatrix | np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Least-squares coefficients of maps on atlas components (the projection itself).
+
+    Parameters
+    ----------
+    values : (n_maps, n_voxels) or (n_voxels,) array
+        Maps on the atlas's voxels; NaN and inf count as 0.
+    maps : (n_voxels, n_components) sparse or dense array
+        The atlas on the same voxels.
+    ridge : float
+        Added to the diagonal of ``X'X``.
+
+    Returns
+    -------
+    (n_maps, n_components) float32
+        ``beta`` solving ``(X'X + ridge I) beta = X'y`` for each map.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When ``X'X + ridge I`` is not positive definite.
+    """
+    maps = sp.csr_matrix(maps, dtype=np.float64)
+    values = np.nan_to_num(np.atleast_2d(np.asarray(values, dtype=np.float64)), nan=0.0, posinf=0.0, neginf=0.0)
+    return solve_normal(normal_factor(maps, ridge), (maps.T @ values.T).T)
 
 
 def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid, interpolation: str = "linear") -> sp.csc_matrix:
@@ -68,10 +99,10 @@ def atlas_matrix(maps_path: str | os.PathLike, grid: MaskGrid, interpolation: st
     columns = []
     n_grid = int(np.prod(grid.shape))
     img = nib.load(str(maps_path))
-    resample = not _on_grid(img.shape, img.affine, grid)
+    resample = not on_grid(img.shape, img.affine, grid)
     for _, volume in iter_volumes(maps_path):
         if resample:
-            volume = _resample(volume, img.affine, grid, interpolation)
+            volume = resample_volume(volume, img.affine, grid, interpolation)
         flat = np.nan_to_num(volume.reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
         rows = np.flatnonzero(flat)
         columns.append((rows, flat[rows].astype(np.float64)))
@@ -106,7 +137,7 @@ def cached_atlas_matrix(
     """
     maps_path = Path(maps_path)
     img = nib.load(str(maps_path))
-    if _on_grid(img.shape, img.affine, grid):
+    if on_grid(img.shape, img.affine, grid):
         return atlas_matrix(maps_path, grid, interpolation)
     cache_dir = Path(cache_dir) if cache_dir is not None else atlas_cache_root() / "resampled"
     path = cache_dir / f"{_matrix_key(maps_path, grid, interpolation)}.npz"
@@ -148,6 +179,8 @@ class Projector:
         Number of components.
     n_rows : int
         Grid voxels where some component is non-zero.
+    samplers : SamplerCache
+        Resampling geometry of each input grid met by :meth:`project_image`.
     """
 
     def __init__(
@@ -174,9 +207,9 @@ class Projector:
         row_of_grid = np.full(full.shape[0], -1, dtype=np.int64)
         row_of_grid[self.rows] = np.arange(len(self.rows))
         self._row_of_masked = row_of_grid[np.flatnonzero(self.grid.flat_to_masked >= 0)]
-        gram = (self.X.T @ self.X).toarray() + self.ridge * np.eye(self.dimension)
+        self.samplers = SamplerCache(self.grid, self.rows)
         try:
-            self._factor = scipy.linalg.cho_factor(gram, lower=True, check_finite=False)
+            self._factor = normal_factor(self.X, self.ridge)
         except np.linalg.LinAlgError as exc:
             raise ConfigError(
                 f"atlas {self.maps_path}: X'X is not positive definite on this grid; use a ridge > 0"
@@ -185,11 +218,6 @@ class Projector:
     @property
     def n_rows(self) -> int:
         return len(self.rows)
-
-    def solve(self, xty: np.ndarray) -> np.ndarray:
-        """Solve the normal equations for right-hand sides ``X'y`` of shape ``(n, dimension)``."""
-        xty = np.atleast_2d(np.asarray(xty, dtype=np.float64))
-        return scipy.linalg.cho_solve(self._factor, xty.T, check_finite=False).T.astype(np.float32)
 
     def project_voxels(self, index_lists: Sequence[np.ndarray], value: float = 1.0) -> np.ndarray:
         """Project binary maps given as masked-voxel index lists (MKDA studies).
@@ -215,7 +243,7 @@ class Projector:
         indptr = np.cumsum([0] + [len(r) for r in rows])
         indices = np.concatenate(rows)
         selector = sp.csr_matrix((np.full(len(indices), float(value)), indices, indptr), shape=(n, self.n_rows))
-        return self.solve((selector @ self.X).toarray())
+        return solve_normal(self._factor, (selector @ self.X).toarray())
 
     def project_dense(self, values: np.ndarray) -> np.ndarray:
         """Project maps given as masked-voxel values ``(n_maps, grid.n_voxels)`` (0 off the mask)."""
@@ -224,19 +252,27 @@ class Projector:
             raise InputError(f"expected {self.grid.n_voxels} masked voxels per map, got {values.shape[1]}")
         keep = self._row_of_masked >= 0
         xty = (self.X[self._row_of_masked[keep]].T @ np.nan_to_num(values[:, keep]).T).T
-        return self.solve(xty)
+        return solve_normal(self._factor, xty)
 
     def project_image(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
         """Project an arbitrary 3-D map (checked by :func:`load_map`, resampled to the grid).
 
-        NaN and inf become 0 after resampling. Returns a ``(dimension,)`` float32 vector.
+        A map off the grid is resampled at the atlas voxels only, with the geometry of its
+        grid kept in :attr:`samplers` for the next map on that grid. NaN and inf become 0
+        after resampling. Returns a ``(dimension,)`` float32 vector.
+
+        Raises
+        ------
+        InputError
+            From :func:`load_map`, naming the map.
         """
         img = load_map(img, name=name)
         data = np.asarray(img.dataobj, dtype=np.float32)
-        if not _on_grid(data.shape, img.affine, self.grid):
-            data = _resample(data, img.affine, self.grid, "continuous")
-        y = np.nan_to_num(data.reshape(-1)[self.rows], nan=0.0, posinf=0.0, neginf=0.0).astype(np.float64)
-        return self.solve(self.X.T @ y)[0]
+        if on_grid(data.shape, img.affine, self.grid):
+            y = np.nan_to_num(data.reshape(-1)[self.rows].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        else:
+            y = self.samplers.get(data.shape, img.affine)(data)
+        return solve_normal(self._factor, self.X.T @ y)[0]
 
 
 @lru_cache(maxsize=4)

@@ -23,15 +23,10 @@ from niclip_ray.atlas.maps import load_map
 from niclip_ray.baselines.annotations import annotate
 from niclip_ray.baselines.dataset import TEMPLATE, TrainingSplit, load_split
 from niclip_ray.corpus.schema import Corpus
+from niclip_ray.decoding.schema import BASELINE_COLUMNS
 from niclip_ray.errors import InputError
 
 LOG = logging.getLogger(__name__)
-
-#: Columns of the decode contract, then the baseline's own score and name.
-PREDICTION_COLUMNS = [
-    "map_id", "source_path", "level", "rank", "term", "prob", "similarity", "likelihood", "prior",
-    "bayes_factor", "score", "backend", "error",
-]
 
 MapSource = str | os.PathLike | nib.Nifti1Image
 
@@ -139,8 +134,8 @@ class Baseline(ABC):
         Returns
         -------
         DataFrame
-            :data:`PREDICTION_COLUMNS`, one row per map and term (level ``task``); a map
-            that cannot be read gets one row with ``error`` set and no term.
+            :data:`~niclip_ray.decoding.schema.BASELINE_COLUMNS`, one row per map and term
+            (level ``task``); a map that cannot be read gets one row with ``error`` set and no term.
         """
         if not hasattr(self, "terms_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() first")
@@ -154,8 +149,8 @@ class Baseline(ABC):
                 frames.append(_error_row(str(map_id), str(label), self.name, str(exc)))
                 continue
             frames.append(ranked_rows(str(map_id), str(label), scores, self.vocabulary_, self.name))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
-        return frame.reindex(columns=PREDICTION_COLUMNS)
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BASELINE_COLUMNS)
+        return frame.reindex(columns=BASELINE_COLUMNS)
 
     @abstractmethod
     def _fit(self, split: TrainingSplit) -> list[str]:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.schema import Corpus
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 
 #: Text sections a baseline can be annotated from; ``all`` joins title, abstract and body.
 SECTIONS = ("abstract", "body", "all")
@@ -41,7 +41,8 @@ class TrainingSplit:
     def texts(self, section: str) -> pd.Series:
         """One text per study (index: study id) from ``section`` (abstract, body or all)."""
         if section not in SECTIONS:
-            raise InputError(f"unknown text section {section!r}; expected one of {', '.join(SECTIONS)}")
+            raise ParameterError("section", f"{section!r} is an unknown text section; expected one of "
+                                            f"{', '.join(SECTIONS)}")
         if section == "all":
             parts = self.studies[["title", "abstract", "body"]].fillna("").astype(str)
             texts = parts.agg("\n".join, axis=1)

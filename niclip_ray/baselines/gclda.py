@@ -14,7 +14,7 @@ import pandas as pd
 
 from niclip_ray.baselines.base import Baseline
 from niclip_ray.baselines.dataset import TrainingSplit
-from niclip_ray.errors import InputError
+from niclip_ray.errors import ParameterError
 
 
 class GCLDABaseline(Baseline):
@@ -61,12 +61,12 @@ class GCLDABaseline(Baseline):
 
         n_studies = len(split.studies)
         if not 1 <= self.n_topics < n_studies:
-            raise InputError(f"gclda baseline: n_topics must be between 1 and the {n_studies} training studies - 1, "
-                             f"got {self.n_topics}")
+            raise ParameterError("n_topics", f"of the gclda baseline must be between 1 and the {n_studies} training "
+                                             f"studies - 1, got {self.n_topics}")
         if self.symmetric and self.n_regions % 2:
-            raise InputError(f"gclda baseline: a symmetric model needs an even n_regions, got {self.n_regions}")
+            raise ParameterError("n_regions", f"of a symmetric gclda baseline must be even, got {self.n_regions}")
         if self.n_iters < 1:
-            raise InputError(f"gclda baseline: n_iters must be at least 1, got {self.n_iters}")
+            raise ParameterError("n_iters", f"of the gclda baseline must be at least 1, got {self.n_iters}")
         coordinates = split.coordinates.rename(columns={"study_id": "id"})
         self.model_ = GCLDAModel(
             self.counts_,

@@ -18,7 +18,7 @@ from niclip_ray.baselines.base import Baseline, MapSource
 from niclip_ray.baselines.gclda import GCLDABaseline
 from niclip_ray.baselines.neurosynth import NeurosynthBaseline
 from niclip_ray.corpus.schema import Corpus
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.tables import write_parquet_atomic
 
 BASELINES: dict[str, type[Baseline]] = {"neurosynth": NeurosynthBaseline, "gclda": GCLDABaseline}
@@ -86,7 +86,9 @@ def run_baselines(
     """
     unknown = sorted(set(methods) - set(BASELINES))
     if unknown or not methods:
-        raise InputError(f"unknown baseline(s) {unknown or methods}; choose from {', '.join(BASELINES)}")
+        raise ParameterError(
+            "methods", f"names unknown baseline(s) {unknown or methods}; choose from {', '.join(BASELINES)}"
+        )
     params = params or {}
     frames = []
     for method in methods:

@@ -38,6 +38,11 @@ FLAGS = {
     "n_folds": "--folds",
     "data_dir": "--atlas-dir",
     "out_dir": "--out",
+    "n_permutations": "--permutations",
+    "methods": "--method",
+    "n_topics": "--gclda-topics",
+    "n_regions": "--gclda-regions",
+    "n_iters": "--gclda-iters",
 }
 
 

@@ -2,9 +2,8 @@
 
 Built from a model bundle; nothing to fit. Per map (method notes §1.8):
 
-1. load and check the map, resample it to the bundle's mask grid (at the atlas voxels,
-   geometry cached per input grid), project it on the atlas by least squares
-   (:class:`niclip_ray.atlas.projection.Projector`);
+1. load and check the map, resample it to the bundle's mask grid and project it on the
+   atlas by least squares (:meth:`niclip_ray.atlas.projection.Projector.project_image`);
 2. L2-normalise the coefficients and run the CLIP image head;
 3. cosine against the vocabulary's text features (computed once, at construction);
 4. posterior, Bayes factor, and noisy-OR concepts and domains
@@ -13,6 +12,7 @@ Built from a model bundle; nothing to fit. Per map (method notes §1.8):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -23,17 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from niclip_ray.decoding.posterior import l2_normalise, noisy_or, task_posterior, top_k
-from niclip_ray.decoding.resample import SamplerCache
-from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
+from niclip_ray.decoding.schema import RESULT_COLUMNS
+from niclip_ray.errors import ConfigError, InputError, ParameterError
 from niclip_ray.model.bundle import Bundle, load_bundle
 from niclip_ray.model.vocabulary import embedding_matrix
+from niclip_ray.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("task", "concept", "domain")
-#: Columns of a decoding result (DESIGN.md decode contract, plus term_id).
-COLUMNS = ["map_id", "level", "rank", "term_id", "term", "prob", "similarity", "likelihood", "prior", "bayes_factor"]
 _STANDIN_SEED = re.compile(r"standin-seed(\d+)$")
 
 
@@ -45,12 +43,14 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
 
     Raises
     ------
+    AtlasNotFound
+        When no atlas is found, or the atlas found is not the one recorded in the bundle
+        (e.g. the bundle was trained on real DiFuMo and only a stand-in is available),
+        unless ``allow_atlas_mismatch``; it names ``atlas_dir``.
     ConfigError
-        When the atlas found is not the one recorded in the bundle (e.g. the bundle was
-        trained on real DiFuMo and only a stand-in is available), unless
-        ``allow_atlas_mismatch``.
+        When the bundle records an atlas dimension DiFuMo does not have.
     """
-    from niclip_ray.atlas.difumo import load_atlas
+    from niclip_ray.atlas.difumo import AtlasNotFound, load_atlas
 
     config = bundle.config
     expected = config.get("atlas_id")
@@ -63,44 +63,48 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
             allow_standin=standin_expected or allow_atlas_mismatch or not expected,
             seed=int(seed_match.group(1)) if seed_match else 0,
         )
+    except ParameterError as exc:  # load_atlas's data_dir is atlas_dir here
+        needs = f"; the bundle needs atlas {expected}" if expected else ""
+        raise type(exc)("atlas_dir", f"{exc.problem}{needs}") from exc
     except ConfigError as exc:
         raise ConfigError(f"the bundle needs atlas {expected}: {exc}") from exc
     if expected and atlas.atlas_id != expected:
-        message = f"the bundle was trained on atlas {expected} but {atlas.atlas_id} was found"
         if not allow_atlas_mismatch:
-            raise ConfigError(f"{message}; point --atlas-dir at the right atlas (or allow the mismatch)")
-        log.warning("%s; decoding anyway", message)
+            raise AtlasNotFound(
+                "atlas_dir",
+                f"finds atlas {atlas.atlas_id} but the bundle was trained on atlas {expected}; "
+                "point it at the right atlas, or allow the mismatch",
+            )
+        log.warning("the bundle was trained on atlas %s but %s was found; decoding anyway", expected, atlas.atlas_id)
     return atlas
 
 
-def make_projector(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
-    """Build the projector of :func:`resolve_atlas`'s atlas on the bundle's grid.
-
-    Maps are resampled to the bundle's own mask when it carries one, else to NiMARE's
-    2 mm MNI152 brain-mask grid.
-    """
-    from niclip_ray.atlas.mask import MaskGrid
-    from niclip_ray.atlas.projection import Projector
-
-    atlas = resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
-    grid = MaskGrid.from_img(nib.load(str(bundle.mask_path))) if bundle.mask_path is not None else None
-    return Projector(atlas, grid=grid)
+def bundle_digest(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the sha256 of a bundle's ``manifest.json`` (which lists every file's sha256)."""
+    return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
 class Decoder:
     """Decode brain maps with a NiCLIP model bundle.
 
+    Like NiMARE's decoders, the constructor only loads (nothing is fitted): the bundle, the
+    CLIP text features of its vocabulary, and, on first use, the atlas projector.
+    :meth:`get_params` and :meth:`describe` say what it runs.
+
     Parameters
     ----------
     bundle : Bundle or path
         A bundle with a vocabulary (see :func:`niclip_ray.model.bundle.load_bundle`).
+    topk : int or None
+        Tasks and concepts kept per map (None: all). All domains are kept.
     logit_scale : float, optional
         Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
         else the learned value). The paper's jobs use 20.
     hierarchical : bool, optional
         Also give concepts and domains (noisy-OR). Default: when the bundle has an ontology.
     projector : Projector, optional
-        Atlas projector to use (default: :func:`make_projector`, built lazily on the first map).
+        Atlas projector to use (default: one for :func:`resolve_atlas`'s atlas on the
+        bundle's mask grid, or NiMARE's 2 mm brain-mask grid, built on the first map).
     atlas_dir : path, optional
         nilearn data directory with the atlas.
     allow_atlas_mismatch : bool
@@ -113,6 +117,7 @@ class Decoder:
         self,
         bundle: Bundle | str | os.PathLike,
         *,
+        topk: int | None = 10,
         logit_scale: float | None = None,
         hierarchical: bool | None = None,
         projector=None,
@@ -122,12 +127,16 @@ class Decoder:
     ) -> None:
         from niclip_ray.model import CLIP
 
+        if topk is not None and int(topk) < 1:
+            raise ParameterError("topk", f"must be at least 1 (or None for every term), got {topk}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         vocabulary = self.bundle.require_vocabulary()
+        self.topk = None if topk is None else int(topk)
         self.logit_scale = float(logit_scale) if logit_scale is not None else self.bundle.logit_scale
         self.model = CLIP.from_state_dict(self.bundle.state_dict).eval()
-        kind = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
-        text = torch.from_numpy(l2_normalise(embedding_matrix(vocabulary, kind)).astype(np.float32))
+        self.embedding = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
+        text = embedding_matrix(vocabulary, self.embedding)
+        text = torch.from_numpy(l2_normalise(text, dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             self.text_features = self.model.encode_text(text).numpy()  # (V, D), unit rows
         self.terms = vocabulary["name"].to_numpy(dtype=object)
@@ -136,35 +145,96 @@ class Decoder:
         ontology = self.bundle.ontology
         self.hierarchical = ontology is not None if hierarchical is None else bool(hierarchical)
         if self.hierarchical and ontology is None:
-            raise InputError("hierarchical decoding needs a bundle with an ontology (model attach-vocabulary --ontology)")
+            raise ParameterError("hierarchical", "needs a bundle with an ontology; attach one with the vocabulary")
         if self.hierarchical:
             self.task_concept = ontology.task_concept_matrix
             self.concept_domain = ontology.concept_domain_matrix
             self.concepts = ontology.concepts[["concept_id", "name"]].to_numpy(dtype=object)
             self.domains = ontology.domains[["domain_id", "name"]].to_numpy(dtype=object)
+        self.atlas_dir = atlas_dir
+        self.allow_atlas_mismatch = bool(allow_atlas_mismatch)
         self._projector = projector
-        self._samplers: SamplerCache | None = None
-        self._atlas_dir = atlas_dir
-        self._allow_mismatch = allow_atlas_mismatch
+        self._atlas = None
+
+    def get_params(self) -> dict:
+        """The constructor's parameters, as scikit-learn's and NiMARE's estimators give them.
+
+        Defaults are resolved (logit scale, hierarchical, embedding kind), so
+        ``Decoder(**decoder.get_params())`` decodes the same way; a given projector is left
+        out (one is built again from the bundle and ``atlas_dir``).
+        """
+        return {
+            "bundle": str(self.bundle.path) if self.bundle.path is not None else self.bundle,
+            "topk": self.topk,
+            "logit_scale": self.logit_scale,
+            "hierarchical": self.hierarchical,
+            "atlas_dir": self.atlas_dir,
+            "allow_atlas_mismatch": self.allow_atlas_mismatch,
+            "embedding": self.embedding,
+        }
+
+    def describe(self) -> dict:
+        """What this decoder runs, for a methods section or a run record.
+
+        Cheap: the atlas is found, but no projector is built.
+
+        Returns
+        -------
+        dict
+            ``bundle`` (directory, None in memory), ``bundle_sha256`` (:func:`bundle_digest`),
+            ``text_model_id`` and ``n_train_studies`` (as the bundle records them, else None),
+            ``atlas_id``, ``atlas_standin``, ``atlas_dim``, ``vocabulary_embedding``,
+            ``n_terms`` (terms per decoded level), ``prior`` (``uniform`` or ``vocabulary``),
+            ``logit_scale``, ``topk`` and ``hierarchical``.
+        """
+        config = self.bundle.config
+        train_ids = config.get("training", {}).get("split", {}).get("train")
+        n_terms = {"task": len(self.terms)}
+        if self.hierarchical:
+            n_terms.update(concept=len(self.concepts), domain=len(self.domains))
+        atlas_dim = self._projector.dimension if self._projector is not None else self.atlas.dimension
+        return {
+            "bundle": str(self.bundle.path) if self.bundle.path is not None else None,
+            "bundle_sha256": bundle_digest(self.bundle.path) if self.bundle.path is not None else None,
+            "text_model_id": config.get("text_model_id"),
+            "n_train_studies": len(train_ids) if train_ids is not None else None,
+            "atlas_id": self.atlas_id,
+            "atlas_standin": "standin" in self.atlas_id,
+            "atlas_dim": int(atlas_dim),
+            "vocabulary_embedding": self.embedding,
+            "n_terms": n_terms,
+            "prior": "uniform" if np.allclose(self.prior, self.prior[0], rtol=1e-12, atol=0) else "vocabulary",
+            "logit_scale": self.logit_scale,
+            "topk": self.topk,
+            "hierarchical": self.hierarchical,
+        }
+
+    @property
+    def atlas(self):
+        """The bundle's atlas (:func:`resolve_atlas`, found on first use)."""
+        if self._atlas is None:
+            self._atlas = resolve_atlas(self.bundle, self.atlas_dir, self.allow_atlas_mismatch)
+        return self._atlas
 
     @property
     def projector(self):
         """The atlas projector (built on first use)."""
         if self._projector is None:
-            self._projector = make_projector(self.bundle, self._atlas_dir, self._allow_mismatch)
+            from niclip_ray.atlas.mask import MaskGrid
+            from niclip_ray.atlas.projection import Projector
+
+            mask = self.bundle.mask_path
+            grid = MaskGrid.from_img(nib.load(str(mask))) if mask is not None else None
+            self._projector = Projector(self.atlas, grid=grid)
         return self._projector
 
     @property
     def atlas_id(self) -> str:
         """Identifier of the atlas used for projection."""
-        return self.projector.atlas_id
+        return self._projector.atlas_id if self._projector is not None else self.atlas.atlas_id
 
     def project(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
-        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map.
-
-        Equal to ``projector.project_image(img)``, with the resampling geometry cached per
-        input grid and the spline evaluated at the atlas voxels only
-        (:mod:`niclip_ray.decoding.resample`).
+        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map (``projector.project_image``).
 
         Raises
         ------
@@ -172,31 +242,19 @@ class Decoder:
             Unreadable map, wrong dimensionality, all NaN, outside MNI space, or no signal
             on the atlas (e.g. an all-zero map). The message names the map.
         """
-        from niclip_ray.atlas.maps import load_map
-
         label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
-        img = load_map(img, name=label)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        projector = self.projector
-        grid = projector.grid
-        if data.shape == tuple(grid.shape) and np.allclose(img.affine, grid.affine, atol=1e-4):
-            y = np.nan_to_num(data.reshape(-1)[projector.rows].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        else:
-            if self._samplers is None:
-                self._samplers = SamplerCache(grid.shape, grid.affine, projector.rows)
-            y = self._samplers.get(data.shape, img.affine)(data)
-        beta = projector.solve(projector.X.T @ y)[0]
+        beta = self.projector.project_image(img, name=label)
         if not np.any(beta) or not np.isfinite(beta).all():
             raise InputError(f"map {label}: no signal on the atlas (all zero inside the atlas after resampling)")
         return beta
 
     def image_features(self, betas: np.ndarray) -> np.ndarray:
         """CLIP image features ``(n, D)`` float32 of atlas coefficients ``(n, dimension)``."""
-        x = torch.from_numpy(l2_normalise(np.atleast_2d(betas)).astype(np.float32))
+        x = torch.from_numpy(l2_normalise(np.atleast_2d(betas), dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             return self.model.encode_image(x).numpy()
 
-    def decode_features(self, betas: np.ndarray, map_ids: list[str], topk: int | None = 10) -> pd.DataFrame:
+    def decode_features(self, betas: np.ndarray, map_ids: list[str]) -> pd.DataFrame:
         """Decode projected maps; one tidy frame for all of them.
 
         Parameters
@@ -204,25 +262,24 @@ class Decoder:
         betas : (n, dimension) array
             Atlas coefficients, one row per map.
         map_ids : list of str, length n
-        topk : int, optional
-            Tasks and concepts kept per map (None: all). All domains are kept.
 
         Returns
         -------
         DataFrame
-            :data:`COLUMNS`; ``rank`` starts at 1 per map and level. Concept and domain rows
-            have NaN similarity, likelihood, prior and Bayes factor.
+            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; the :attr:`topk` best tasks and
+            concepts and every domain of each map, ``rank`` from 1 per map and level. Concept
+            and domain rows have NaN similarity, likelihood, prior and Bayes factor.
         """
         betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
         if len(map_ids) != len(betas):
             raise ValueError(f"{len(map_ids)} map ids for {len(betas)} maps")
         if not len(betas):
-            return pd.DataFrame(columns=COLUMNS)
+            return pd.DataFrame(columns=RESULT_COLUMNS)
         cosine = self.image_features(betas).astype(np.float64) @ self.text_features.astype(np.float64).T
         post = task_posterior(cosine, self.prior, self.logit_scale)
         frames = [
             _tidy(
-                "task", map_ids, post.posterior, top_k(post.posterior, topk), self.term_ids, self.terms,
+                "task", map_ids, post.posterior, top_k(post.posterior, self.topk), self.term_ids, self.terms,
                 {"similarity": post.similarity, "likelihood": post.likelihood,
                  "prior": np.broadcast_to(post.prior, post.posterior.shape), "bayes_factor": post.bayes_factor},
             )
@@ -230,18 +287,16 @@ class Decoder:
         if self.hierarchical:
             concept = noisy_or(post.posterior, self.task_concept)
             domain = noisy_or(concept, self.concept_domain)
-            frames.append(_tidy("concept", map_ids, concept, top_k(concept, topk), *self.concepts.T, {}))
+            frames.append(_tidy("concept", map_ids, concept, top_k(concept, self.topk), *self.concepts.T, {}))
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
-        return pd.concat(frames, ignore_index=True)[COLUMNS]
+        return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
 
-    def transform(
-        self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None, topk: int | None = 10
-    ) -> pd.DataFrame:
+    def transform(self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None) -> pd.DataFrame:
         """Decode one 3-D map (path or image) into a tidy frame (see :meth:`decode_features`)."""
         if map_id is None:
             map_id = _default_id(img)
         name = map_id if isinstance(img, nib.spatialimages.SpatialImage) else None
-        return self.decode_features(self.project(img, name=name)[None, :], [map_id], topk)
+        return self.decode_features(self.project(img, name=name)[None, :], [map_id])
 
 
 def _default_id(img) -> str:

@@ -21,15 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-#: Added to vector norms before dividing, as the reference does.
-NORM_EPS = 1e-8
-
-
-def l2_normalise(x: np.ndarray, eps: float = NORM_EPS) -> np.ndarray:
-    """Rows of ``x`` divided by ``(norm + eps)`` (the reference's normalisation)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + eps)
-
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``."""

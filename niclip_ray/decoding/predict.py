@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from niclip_ray.decoding.export import reference_tables
-from niclip_ray.errors import InputError
+from niclip_ray.errors import InputError, ParameterError
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -49,7 +49,7 @@ def check_device(device: str | None) -> None:
 
     Raises
     ------
-    InputError
+    ParameterError
         When the string is not a device, or names a GPU this machine does not have.
     """
     if device is None:
@@ -59,18 +59,18 @@ def check_device(device: str | None) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise InputError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps") from exc
+        raise ParameterError("device", f"{device!r} is not a device; use cpu, cuda, cuda:N or mps") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+            raise ParameterError("device", f"{device}: no CUDA GPU is available on this machine; use cpu")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise InputError(f"--device {device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+            raise ParameterError("device", f"{device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise InputError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+            raise ParameterError("device", f"{device}: MPS is not available on this machine; use cpu")
     elif dev.type != "cpu":
-        raise InputError(f"--device {device}: only cpu, cuda, cuda:N and mps are supported")
+        raise ParameterError("device", f"{device}: only cpu, cuda, cuda:N and mps are supported")
 
 
 def image_name(path: str | os.PathLike) -> str:
@@ -94,7 +94,7 @@ def output_targets(items: list[dict], output: str | os.PathLike | None) -> dict[
     ------
     InputError
         When two maps would write the same files (e.g. ``a/x.nii.gz`` and ``b/x.nii`` with one
-        ``--output``).
+        ``output``).
     """
     targets = {}
     for item in items:
@@ -107,7 +107,7 @@ def output_targets(items: list[dict], output: str | os.PathLike | None) -> dict[
         if target in seen:
             raise InputError(
                 f"maps {seen[target]} and {map_id} would both write {target[0] / target[1]}_*predictions.csv; "
-                "give them different file names or decode them into different --output directories"
+                "give them different file names or decode them into different output directories"
             )
         seen[target] = map_id
     return targets
@@ -119,7 +119,7 @@ def write_predictions(result: pd.DataFrame, directory: str | os.PathLike, prefix
     Parameters
     ----------
     result : DataFrame
-        The map's rows of a tidy decoding result (:data:`niclip_ray.decoding.decoder.COLUMNS`).
+        The map's rows of a tidy decoding result (:data:`niclip_ray.decoding.schema.RESULT_COLUMNS`).
     directory : path
         Created if needed.
     prefix : str

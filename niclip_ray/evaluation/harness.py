@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from niclip_ray.errors import InputError
+from niclip_ray.decoding.schema import LEVELS
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import null as nulls
-from niclip_ray.evaluation.inputs import LEVELS, load_predictions, load_truth
+from niclip_ray.evaluation.inputs import load_predictions, load_truth
 from niclip_ray.evaluation.metrics import aggregate, map_scores, pair_scores, rank_matrix, truth_matrix
 
 #: Cut-offs of the reference's ``decoding_eval.py``.
@@ -58,9 +59,9 @@ def _check_k(k: dict[str, int] | None, levels: list[str]) -> dict[str, int]:
     cutoffs = {**DEFAULT_K, **(k or {})}
     for level, value in cutoffs.items():
         if level not in LEVELS:
-            raise InputError(f"unknown level {level!r} for k; expected one of {list(LEVELS)}")
+            raise ParameterError("k", f"has an unknown level {level!r}; expected one of {list(LEVELS)}")
         if int(value) != value or value < 1:
-            raise InputError(f"k for level {level} must be a positive integer, got {value!r}")
+            raise ParameterError("k", f"of level {level} must be a positive integer, got {value!r}")
     return {level: int(cutoffs[level]) for level in levels}
 
 
@@ -189,7 +190,7 @@ def evaluate(
     preds = load_predictions(predictions)
     labels = load_truth(truth)
     if n_permutations < 1:
-        raise InputError(f"the number of permutations must be at least 1, got {n_permutations}")
+        raise ParameterError("n_permutations", f"must be at least 1, got {n_permutations}")
     levels = [level for level in LEVELS if level in set(labels["level"])]
     cutoffs = _check_k(k, levels)
     if "backend" not in preds.columns:

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.decoding.schema import LEVELS, RANKING_COLUMNS
 from niclip_ray.errors import InputError
 from niclip_ray.tables import part_files
 
-LEVELS = ("task", "concept", "domain")
 _LEVEL_ALIASES = {"process": "domain"}
-PREDICTION_COLUMNS = ("map_id", "level", "rank", "term")
 
 
 def _normalise_level(values: pd.Series) -> pd.Series:
@@ -84,9 +83,9 @@ def load_predictions(source: str | Path | pd.DataFrame) -> pd.DataFrame:
             raise InputError(f"predictions not found: {path}")
         frame = pd.concat([_read_table(f) for f in _prediction_files(path)], ignore_index=True)
         name = str(path)
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    missing = [c for c in RANKING_COLUMNS if c not in frame.columns]
     if missing:
-        raise InputError(f"{name} lacks column(s) {', '.join(missing)}; needs {', '.join(PREDICTION_COLUMNS)}")
+        raise InputError(f"{name} lacks column(s) {', '.join(missing)}; needs {', '.join(RANKING_COLUMNS)}")
     if "error" not in frame.columns:
         frame["error"] = None
     frame["error"] = frame["error"].where(frame["error"].notna() & (frame["error"].astype(str) != ""), None)

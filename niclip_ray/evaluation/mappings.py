@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError
-from niclip_ray.evaluation.inputs import LEVELS
 
 #: NeuroVault collection 457: image id, contrast, true Cognitive Atlas task (reference §2).
 HCP_BENCHMARK = pd.DataFrame(

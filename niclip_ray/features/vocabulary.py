@@ -22,9 +22,8 @@ import pandas as pd
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import EmbeddingResult
 from niclip_ray.model.vocabulary import make_vocabulary
+from niclip_ray.vectors import l2_normalise
 
-#: The reference's normalisation epsilon (added to the norm).
-NORM_EPS = 1e-8
 #: Task embeddings the prior can compare with the documents.
 PRIOR_FROM = ("combined", "names", "definitions")
 
@@ -43,12 +42,6 @@ def combine_embeddings(names: np.ndarray, definitions: np.ndarray, alpha: float 
     if names.shape != definitions.shape or names.ndim != 2:
         raise InputError(f"name embeddings {names.shape} and definition embeddings {definitions.shape} differ")
     return (alpha * names + (1.0 - alpha) * definitions).astype(np.float32)
-
-
-def l2_normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm plus :data:`NORM_EPS` (float64)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return matrix / (np.linalg.norm(matrix, axis=1, keepdims=True) + NORM_EPS)
 
 
 def vocabulary_prior(
@@ -77,7 +70,7 @@ def vocabulary_prior(
     InputError
         On empty inputs, a width mismatch, or NaN/Inf embeddings.
     """
-    tasks = l2_normalize_rows(task_embeddings)
+    tasks = l2_normalise(task_embeddings, dtype=np.float64)
     docs = np.asarray(doc_embeddings, dtype=np.float64)
     if tasks.ndim != 2 or docs.ndim != 2 or tasks.shape[1] != docs.shape[1]:
         raise InputError(f"task embeddings {tasks.shape} and document embeddings {docs.shape} are not (V, D), (N, D)")
@@ -87,7 +80,7 @@ def vocabulary_prior(
         raise InputError("task or document embeddings hold NaN or Inf")
     total = np.zeros(len(tasks), dtype=np.float64)
     for start in range(0, len(docs), chunk_size):
-        logits = scale * (tasks @ l2_normalize_rows(docs[start : start + chunk_size]).T)  # (V, n)
+        logits = scale * (tasks @ l2_normalise(docs[start : start + chunk_size], dtype=np.float64).T)  # (V, n)
         logits -= logits.max(axis=0, keepdims=True)
         weights = np.exp(logits)
         total += (weights / weights.sum(axis=0, keepdims=True)).sum(axis=1)

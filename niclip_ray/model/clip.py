@@ -17,11 +17,10 @@ from torch import nn
 
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.checkpoint import canonical_state_dict, checkpoint_dims
+from niclip_ray.vectors import NORM_EPS
 
 #: Initial value of the learnable logit scale used in the reference training runs.
 LOGIT_SCALE_INIT = 10.0
-#: Epsilon of the L2 normalisation (the reference's prediction code uses 1e-8).
-NORM_EPS = 1e-8
 
 
 class ResidualHead(nn.Module):

@@ -10,7 +10,6 @@ are scored together, vectorised. Sharding, resume and atomic writes come from
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 
@@ -18,39 +17,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from niclip_ray.decoding.decoder import Decoder, resolve_atlas
+from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
 from niclip_ray.decoding.inputs import load_item
-from niclip_ray.errors import InputError
+from niclip_ray.decoding.schema import DECODE_SCHEMA
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 
 STAGE = "decode"
-SCHEMA = pa.schema(
-    [
-        ("map_id", pa.string()),
-        ("source_path", pa.string()),
-        ("level", pa.string()),
-        ("rank", pa.int32()),
-        ("term_id", pa.string()),
-        ("term", pa.string()),
-        ("prob", pa.float64()),
-        ("similarity", pa.float64()),
-        ("likelihood", pa.float64()),
-        ("prior", pa.float64()),
-        ("bayes_factor", pa.float64()),
-        ("atlas_id", pa.string()),
-        ("error", pa.string()),
-    ]
-)
 
 
-def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Table:
+def decode_items(decoder: Decoder, items: list[dict]) -> pa.Table:
     """Decode one shard of manifest items with a ready decoder (pure; no Ray).
 
     Returns
     -------
     pyarrow.Table
-        :data:`SCHEMA`; a map that fails gets one row with its ``error`` and nulls elsewhere.
+        :data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`; a map that fails gets one row with its
+        ``error`` and nulls elsewhere.
     """
     betas, good, failed = [], [], []
     for item in items:
@@ -61,9 +45,8 @@ def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Ta
             failed.append((item, str(exc)))
         except Exception as exc:  # an unexpected per-map failure must not take the shard down
             failed.append((item, f"map {item['map_id']}: {type(exc).__name__}: {exc}"))
-    frame = decoder.decode_features(
-        np.stack(betas) if betas else np.zeros((0, 1), np.float32), [i["map_id"] for i in good], topk
-    )
+    betas = np.stack(betas) if betas else np.zeros((0, 1), np.float32)
+    frame = decoder.decode_features(betas, [i["map_id"] for i in good])
     source = {i["map_id"]: i["source_path"] for i in good}
     frame["source_path"] = frame["map_id"].map(source)
     frame["atlas_id"] = decoder.atlas_id if good else ""
@@ -78,10 +61,10 @@ def decode_items(decoder: Decoder, items: list[dict], topk: int | None) -> pa.Ta
     table = pd.concat([frame, errors], ignore_index=True) if len(errors) else frame
     table["rank"] = table["rank"].astype("Int32")
     columns = {}
-    for name in SCHEMA.names:
+    for name in DECODE_SCHEMA.names:
         values = table[name].astype(object)
-        columns[name] = pa.array(values.where(table[name].notna(), None).tolist(), SCHEMA.field(name).type)
-    return pa.table(columns, schema=SCHEMA)
+        columns[name] = pa.array(values.where(table[name].notna(), None).tolist(), DECODE_SCHEMA.field(name).type)
+    return pa.table(columns, schema=DECODE_SCHEMA)
 
 
 def make_process(
@@ -95,17 +78,14 @@ def make_process(
     """Process factory run inside each actor: build the decoder (and its projector) once."""
     decoder = Decoder(
         bundle_path,
+        topk=topk,
         logit_scale=logit_scale,
         atlas_dir=atlas_dir,
         allow_atlas_mismatch=allow_atlas_mismatch,
         hierarchical=hierarchical,
     )
     decoder.projector  # noqa: B018 - build the projector now, not inside the first shard
-    return functools.partial(decode_items, decoder, topk=topk)
-
-
-def _bundle_digest(path: Path) -> str:
-    return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()[:16]
+    return functools.partial(decode_items, decoder)
 
 
 def validate(
@@ -131,7 +111,8 @@ def validate(
     bundle = load_bundle(bundle_path)
     bundle.require_vocabulary()
     if hierarchical and bundle.ontology is None:
-        raise InputError(f"bundle {bundle_path} has no ontology: decode tasks only, or attach one")
+        raise ParameterError("hierarchical", f"needs a bundle with an ontology, but bundle {bundle_path} has no "
+                             "ontology: decode tasks only, or attach one")
     resolve_atlas(bundle, atlas_dir, allow_atlas_mismatch)
     return bundle_path
 
@@ -162,7 +143,7 @@ def run(
     bundle_path = validate(bundle_path, atlas_dir, allow_atlas_mismatch, hierarchical)
     params = {
         "bundle": str(bundle_path),
-        "bundle_manifest": _bundle_digest(bundle_path),
+        "bundle_manifest": bundle_digest(bundle_path),
         "topk": topk,
         "logit_scale": logit_scale,
         "atlas_dir": str(atlas_dir) if atlas_dir else None,

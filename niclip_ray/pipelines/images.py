@@ -27,7 +27,7 @@ from niclip_ray.atlas.difumo import Atlas, load_atlas
 from niclip_ray.atlas.mask import MaskGrid
 from niclip_ray.atlas.projection import Projector, get_projector
 from niclip_ray.corpus import load_corpus
-from niclip_ray.errors import InputError
+from niclip_ray.errors import ParameterError
 from niclip_ray.features.mkda import study_voxels
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 from niclip_ray.tables import tensor_array
@@ -155,7 +155,7 @@ def run(
     from niclip_ray.runtime.session import cluster_cpus
 
     if not (np.isfinite(radius) and radius > 0):
-        raise InputError(f"MKDA radius must be a positive number of mm, got {radius}")
+        raise ParameterError("radius", f"(of the MKDA spheres) must be a positive number of mm, got {radius}")
     items = study_items(corpus_dir)
     atlas = load_atlas(dimension, data_dir=atlas_dir, allow_standin=allow_standin, seed=seed)
     return run_stage(

@@ -14,6 +14,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from niclip_ray.decoding.schema import LEVELS  # noqa: E402
 from niclip_ray.errors import InputError  # noqa: E402
 
 CURVE_COLUMNS = ("fold", "epoch", "train_loss", "val_loss")
@@ -87,7 +88,7 @@ def plot_curves(curves: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def plot_metrics(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Bar chart of hit@k per level and backend, with the permutation null mean ± std as markers."""
-    levels = [lvl for lvl in ("task", "concept", "domain") if lvl in set(summary["level"])]
+    levels = [lvl for lvl in LEVELS if lvl in set(summary["level"])]
     backends = sorted(set(summary["backend"]))
     figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(levels) * max(1, len(backends)) / 2, 3.5))
     try:

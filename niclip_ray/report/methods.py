@@ -1,8 +1,10 @@
 """The report's methods paragraph and its references, written from the run's parameters.
 
 Like NiMARE's ``_generate_description``, the text states what was done with the numbers
-used, and cites each method inline; :func:`cited_references` lists the references whose
-inline citation appears in a text.
+used, and cites each method inline: the decoding from the decoder's own
+:meth:`~niclip_ray.decoding.decoder.Decoder.describe`, the scoring from the evaluator's
+cut-offs and null. :func:`cited_references` lists the references whose inline citation
+appears in a text.
 """
 
 from __future__ import annotations
@@ -38,36 +40,55 @@ def _k_text(k: Mapping[str, int]) -> str:
     return ", ".join(f"{level} k={value}" for level, value in k.items())
 
 
+def _decoding_text(decoder: Mapping[str, object], corpus: str, n_maps: int) -> str:
+    n_train = decoder.get("n_train_studies")
+    trained_on = f"{n_train} studies of {corpus}" if n_train else corpus
+    atlas = "the DiFuMo atlas (Dadi et al., 2020)"
+    if decoder["atlas_standin"]:
+        atlas = f"{decoder['atlas_id']}, an offline stand-in for the DiFuMo atlas (Dadi et al., 2020),"
+    levels = ", with concepts and domains obtained by noisy-OR over the ontology" if decoder["hierarchical"] else ""
+    prior = "the vocabulary's prior" if decoder["prior"] == "vocabulary" else "a uniform prior"
+    kept = decoder["topk"]
+    ranked = "tasks and concepts" if decoder["hierarchical"] else "tasks"
+    kept_text = "every term was ranked" if kept is None else f"the top {kept} {ranked} of each map were kept"
+    bundle = f" (model bundle {decoder['bundle_sha256']})" if decoder.get("bundle_sha256") else ""
+    return (
+        f"Brain maps were decoded with NiCLIP (Peraza et al., 2025), a contrastive language-image model "
+        f"(Radford et al., 2021) trained on {trained_on}. Each study's peaks were turned into a "
+        f"modelled-activation map with 10 mm MKDA spheres (Wager et al., 2007) and projected onto {atlas} "
+        f"by least squares; its text was embedded with {decoder.get('text_model_id') or 'a language model'}. "
+        f"{n_maps} maps were decoded into a vocabulary of {decoder['n_terms']['task']} Cognitive Atlas task names "
+        f"(Poldrack et al., 2011){levels}. A map's similarity to each task name (the cosine of their CLIP "
+        f"features, scaled by {decoder['logit_scale']:g}) gave task likelihoods by a softmax over tasks, and "
+        f"posteriors with {prior}; {kept_text}{bundle}."
+    )
+
+
 def methods_text(
+    decoder: Mapping[str, object],
     *,
     corpus: str,
-    n_train: int,
     n_maps: int,
-    vocabulary_size: int,
     k: Mapping[str, int],
     n_permutations: int,
     seed: int,
-    text_model: str = "a language model",
     baselines: Mapping[str, Mapping[str, object]] | None = None,
 ) -> str:
     """A methods paragraph for a decoding run, with inline citations.
 
     Parameters
     ----------
+    decoder : mapping
+        What decoded the maps: :meth:`Decoder.describe() <niclip_ray.decoding.decoder.Decoder.describe>`
+        (training studies, text model, atlas, vocabulary sizes, prior, logit scale, top-k).
     corpus : str
         What the corpus is (e.g. "NiMARE's n-back/flanker studyset (320 studies)").
-    n_train : int
-        Training studies.
     n_maps : int
         Decoded maps.
-    vocabulary_size : int
-        Task names in the vocabulary.
     k : mapping
-        Cut-off per level.
+        Cut-off per level used by the evaluator.
     n_permutations, seed : int
         The permutation null.
-    text_model : str
-        The language model that embedded the texts.
     baselines : mapping, optional
         Baseline name (``neurosynth``, ``gclda``) -> its parameters.
 
@@ -77,12 +98,7 @@ def methods_text(
         Paragraphs separated by blank lines.
     """
     paragraphs = [
-        f"Brain maps were decoded with NiCLIP (Peraza et al., 2025), a contrastive language-image model "
-        f"(Radford et al., 2021) trained on {n_train} studies of {corpus}. Each study's peaks were turned into a "
-        f"modelled-activation map with 10 mm MKDA spheres (Wager et al., 2007) and projected onto the DiFuMo "
-        f"atlas (Dadi et al., 2020) by least squares; its text was embedded with {text_model}. "
-        f"{n_maps} maps were decoded into a vocabulary of {vocabulary_size} Cognitive Atlas task names "
-        f"(Poldrack et al., 2011), with concepts and domains obtained by noisy-OR over the ontology.",
+        _decoding_text(decoder, corpus, n_maps),
         f"Predictions were scored per level with recall@k, hit@k, the best rank of a true label and the mean "
         f"reciprocal rank ({_k_text(k)}). Chance was estimated with {n_permutations:,} permutations "
         f"(seed {seed}) of the prediction lists across maps within each level; empirical p-values are "

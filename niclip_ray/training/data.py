@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from niclip_ray.errors import InputError
 from niclip_ray.tables import read_parts, tensor_to_numpy
+from niclip_ray.vectors import l2_normalise
 
 
 @dataclass
@@ -55,12 +56,6 @@ class PairedFeatures:
 
     def __len__(self) -> int:
         return len(self.study_ids)
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Rows of ``x`` divided by their L2 norm (clamped at ``eps``), float32."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32)
 
 
 def _read(directory: Path, columns: list[str], what: str) -> pa.Table:

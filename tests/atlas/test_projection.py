@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from nilearn.datasets import load_sample_motor_activation_image
-from nilearn.image import resample_to_img
+from nilearn.image import resample_img, resample_to_img
 from nilearn.maskers import NiftiMapsMasker, NiftiMasker
 from nimare.meta.kernel import MKDAKernel
 
 from niclip_ray.atlas.mask import brain_mask_grid, load_brain_mask
-from niclip_ray.atlas.projection import Projector, get_projector
+from niclip_ray.atlas.projection import Projector, get_projector, project
 from niclip_ray.errors import InputError
 from niclip_ray.features.mkda import study_voxels
 
@@ -64,6 +64,16 @@ def test_dense_image_matches_lstsq(projector, design):
     assert_close(beta, lstsq(design, [volume])[0])
 
 
+def test_project_is_least_squares(design):
+    matrix, _ = design
+    values = np.random.default_rng(1).normal(size=(3, len(matrix)))
+    expected = np.linalg.lstsq(matrix, values.T, rcond=None)[0].T
+    beta = project(values, sp.csr_matrix(matrix))
+    assert beta.dtype == np.float32 and beta.shape == (3, 64)
+    assert_close(beta, expected)
+    assert_close(project(values[0], matrix), expected[:1])  # one map, dense atlas
+
+
 def test_mkda_sparse_path_matches_lstsq_and_dense_path(projector, design):
     grid = brain_mask_grid()
     voxels = [study_voxels(p[["x", "y", "z"]].to_numpy(), grid) for _, p in PEAKS.groupby("id")]
@@ -90,6 +100,29 @@ def test_map_on_another_grid_is_resampled_like_nilearn(projector, design):
     motor = load_sample_motor_activation_image()  # real NeuroVault map, 3 mm grid
     resampled = resample_to_img(motor, load_brain_mask(), interpolation="continuous", copy_header=True)
     assert_close(projector.project_image(motor), lstsq(design, [resampled.get_fdata()])[0])
+
+
+@pytest.mark.filterwarnings("ignore:NaNs or infinite values:RuntimeWarning")  # nilearn, on the NaN case
+def test_maps_resampled_at_the_atlas_voxels_equal_nilearn_on_the_whole_grid(standin64, design):
+    """Off-grid maps (with NaN and inf) resampled at the atlas voxels only, the geometry cached
+    per source grid, get the coefficients of nilearn's whole-grid resampling; on-grid maps
+    are not resampled."""
+    matrix, rows = design
+    projector = Projector(standin64)
+    grid = projector.grid
+    img = nib.load(load_sample_motor_activation_image())
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    holes = data.copy()
+    holes[20:30, 25:40, 10:30] = np.nan
+    holes[0, 0, 0] = np.inf
+    rng = np.random.default_rng(0)
+    on_grid = nib.Nifti1Image(rng.standard_normal(grid.shape).astype(np.float32), grid.affine)
+    for case in [img, nib.Nifti1Image(holes, img.affine), nib.Nifti1Image(2 * data, img.affine), on_grid]:
+        whole = resample_img(case, target_affine=grid.affine, target_shape=grid.shape, interpolation="continuous",
+                             clip=False, copy_header=True, force_resample=True)
+        expected = project(np.nan_to_num(whole.get_fdata()).reshape(-1)[rows], matrix)[0]
+        np.testing.assert_allclose(projector.project_image(case), expected, rtol=1e-6, atol=1e-6)
+    assert len(projector.samplers) == 1  # one source grid met (the on-grid map needs none)
 
 
 def test_atlas_on_another_grid_matches_nifti_maps_masker(tmp_path):

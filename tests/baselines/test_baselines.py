@@ -15,8 +15,10 @@ from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker
 
 from niclip_ray.baselines import GCLDABaseline, NeurosynthBaseline
-from niclip_ray.baselines.base import PREDICTION_COLUMNS, template_mask
+from niclip_ray.baselines.base import template_mask
 from niclip_ray.baselines.dataset import build_dataset, load_split
+from niclip_ray.cli.options import user_message
+from niclip_ray.decoding.schema import BASELINE_COLUMNS as PREDICTION_COLUMNS
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate
 
@@ -138,5 +140,6 @@ def test_bad_fit_inputs(setup):
         NeurosynthBaseline().fit(setup["corpus"], setup["train"], ["theory of mind"])
     with pytest.raises(InputError, match="unknown text section"):
         NeurosynthBaseline(section="methods").fit(setup["corpus"], setup["train"], VOCABULARY)
-    with pytest.raises(InputError, match="n_topics"):
+    with pytest.raises(InputError, match="n_topics") as caught:
         GCLDABaseline(n_topics=50).fit(setup["corpus"], setup["train"], VOCABULARY)
+    assert user_message(caught.value).startswith("--gclda-topics of the gclda baseline must be between 1 and")

@@ -83,7 +83,7 @@ def test_train_writes_a_bundle_that_decodes(ray_local, tmp_path, capsys):
     assert scores["mix&match"] == pytest.approx(metrics[chosen]["test_mix&match"])
     assert scores["loss"] == pytest.approx(metrics[chosen]["test_loss"], rel=1e-5)
 
-    decoded = Decoder(bundle).decode_features(images[:2], ["a", "b"], topk=4)
+    decoded = Decoder(bundle, topk=4).decode_features(images[:2], ["a", "b"])
     assert set(decoded["map_id"]) == {"a", "b"}
     np.testing.assert_allclose(decoded.groupby("map_id")["prob"].sum(), 1.0, rtol=1e-6)
 

@@ -1,18 +1,22 @@
 """Decoder on a toy bundle against the reference's prediction flow written out in the test."""
 
+import hashlib
+
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from nilearn.datasets import load_sample_motor_activation_image
 from scipy.ndimage import affine_transform
 
-from niclip_ray.decoding.decoder import COLUMNS, Decoder
+from niclip_ray.decoding.decoder import Decoder
+from niclip_ray.model.bundle import load_bundle
 from niclip_ray.decoding.export import reference_tables
+from niclip_ray.decoding.schema import RESULT_COLUMNS as COLUMNS
 from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
-from niclip_ray.model.bundle import load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,8 @@ def test_matches_reference_flow(decoder, bundle_dir):
     path, atlas_dir = bundle_dir
     bundle = load_bundle(path)
     img = load_sample_motor_activation_image()
-    result = decoder.transform(img, map_id="motor", topk=None)
+    every_term = Decoder(path, atlas_dir=atlas_dir, topk=None, projector=decoder.projector)
+    result = every_term.transform(img, map_id="motor")
     assert list(result.columns) == COLUMNS
     atlas_maps = atlas_dir / "difumo_atlases" / "64" / "2mm" / "maps.nii.gz"
     sim, lik, post, bf, concept, domain = reference_predict(nib.load(img), bundle, atlas_maps, 20.0)
@@ -85,8 +90,9 @@ def test_matches_reference_flow(decoder, bundle_dir):
     np.testing.assert_allclose(got_d, domain, atol=1e-6)
 
 
-def test_ranks_topk_and_reference_tables(decoder):
-    result = decoder.transform(load_sample_motor_activation_image(), topk=5)
+def test_ranks_topk_and_reference_tables(decoder, bundle_dir):
+    top5 = Decoder(bundle_dir[0], topk=5, projector=decoder.projector)
+    result = top5.transform(load_sample_motor_activation_image())
     counts = result.groupby("level").size().to_dict()
     assert counts == {"task": 5, "concept": 5, "domain": 10}
     for _, rows in result.groupby("level"):
@@ -103,16 +109,47 @@ def test_batch_equals_single(decoder):
     img = nib.load(load_sample_motor_activation_image())
     beta = decoder.project(img)
     flipped = nib.Nifti1Image(-np.asarray(img.dataobj), img.affine)
-    both = decoder.decode_features(np.stack([beta, decoder.project(flipped)]), ["a", "b"], topk=3)
-    single = decoder.decode_features(beta[None], ["a"], topk=3)
+    both = decoder.decode_features(np.stack([beta, decoder.project(flipped)]), ["a", "b"])
+    single = decoder.decode_features(beta[None], ["a"])
     np.testing.assert_allclose(both[both.map_id == "a"]["prob"].to_numpy(), single["prob"].to_numpy(), rtol=1e-6)
+
+
+def test_get_params_rebuild_the_decoder_and_describe_says_what_it_runs(decoder, bundle_dir):
+    path, atlas_dir = bundle_dir
+    params = decoder.get_params()
+    assert params == {"bundle": str(path), "topk": 10, "logit_scale": 20.0, "hierarchical": True,
+                      "atlas_dir": atlas_dir, "allow_atlas_mismatch": False, "embedding": "combined"}
+    img = load_sample_motor_activation_image()
+    pd.testing.assert_frame_equal(Decoder(**params).transform(img), decoder.transform(img))
+    bundle = load_bundle(path)
+    fresh = Decoder(path, atlas_dir=atlas_dir, topk=None, hierarchical=False)
+    assert fresh.describe() == {
+        "bundle": str(path),
+        "bundle_sha256": hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()[:16],
+        "text_model_id": "toy-random",
+        "n_train_studies": None,
+        "atlas_id": "difumo64-2mm-standin-seed0",
+        "atlas_standin": True,
+        "atlas_dim": 64,
+        "vocabulary_embedding": "combined",
+        "n_terms": {"task": len(bundle.vocabulary)},
+        "prior": "vocabulary",
+        "logit_scale": 20.0,
+        "topk": None,
+        "hierarchical": False,
+    }
+    assert fresh._projector is None  # describing finds the atlas but builds no projector
+    assert decoder.describe()["n_terms"] == {"task": len(bundle.vocabulary), "concept": len(bundle.ontology.concepts),
+                                             "domain": len(bundle.ontology.domains)}
+    with pytest.raises(InputError, match="topk must be at least 1"):
+        Decoder(path, topk=0)
 
 
 def test_logit_scale_override(bundle_dir):
     path, atlas_dir = bundle_dir
     img = load_sample_motor_activation_image()
-    a = Decoder(path, atlas_dir=atlas_dir, logit_scale=10.0).transform(img, topk=None)
-    b = Decoder(path, atlas_dir=atlas_dir).transform(img, topk=None)
+    a = Decoder(path, atlas_dir=atlas_dir, logit_scale=10.0, topk=None).transform(img)
+    b = Decoder(path, atlas_dir=atlas_dir, topk=None).transform(img)
     ta, tb = (x[x.level == "task"].set_index("term").sort_index() for x in (a, b))
     np.testing.assert_allclose(ta["similarity"] * 2, tb["similarity"], rtol=1e-6)
 
@@ -136,11 +173,12 @@ def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):
     config = {**bundle.config, "atlas_id": "difumo64-2mm"}  # claims the real DiFuMo
     other = save_bundle(tmp_path / "b", bundle.state_dict, config, bundle.vocabulary, bundle.ontology,
                         mask_file=bundle.mask_path)
-    with pytest.raises(ConfigError, match="the bundle needs atlas difumo64-2mm: no DiFuMo 64 atlas"):
+    with pytest.raises(ConfigError, match="holds no DiFuMo 64 atlas.*the bundle needs atlas difumo64-2mm"):
         Decoder(other, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
     config["atlas_id"] = "difumo64-2mm-standin-seed0-other"
     odd = save_bundle(tmp_path / "c", bundle.state_dict, config, bundle.vocabulary, mask_file=bundle.mask_path)
-    with pytest.raises(ConfigError, match="trained on atlas difumo64-2mm-standin-seed0-other but difumo64-2mm-standin-seed0"):
+    with pytest.raises(ConfigError, match="finds atlas difumo64-2mm-standin-seed0 but the bundle was trained on atlas "
+                       "difumo64-2mm-standin-seed0-other"):
         Decoder(odd, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
     ok = Decoder(other, atlas_dir=atlas_dir, allow_atlas_mismatch=True)
     assert ok.atlas_id == "difumo64-2mm-standin-seed0"
@@ -152,19 +190,3 @@ def test_without_ontology_only_tasks(tmp_path):
     assert set(dec.transform(load_sample_motor_activation_image())["level"]) == {"task"}
     with pytest.raises(InputError, match="needs a bundle with an ontology"):
         Decoder(path, hierarchical=True)
-
-
-def test_cached_resampling_equals_the_projector(decoder, tmp_path):
-    """Row-only, cached resampling gives the projector's own coefficients (off-grid, NaN, on-grid)."""
-    img = nib.load(load_sample_motor_activation_image())
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    holes = data.copy()
-    holes[20:30, 25:40, 10:30] = np.nan
-    holes[0, 0, 0] = np.inf
-    grid = decoder.projector.grid
-    rng = np.random.default_rng(0)
-    on_grid = nib.Nifti1Image(rng.standard_normal(grid.shape).astype(np.float32), grid.affine)
-    cases = [img, nib.Nifti1Image(holes, img.affine), nib.Nifti1Image(2 * data, img.affine), on_grid]
-    for case in cases:
-        np.testing.assert_allclose(decoder.project(case), decoder.projector.project_image(case), rtol=1e-6, atol=1e-6)
-    assert len(decoder._samplers) == 1  # one source grid met (the on-grid map needs none)

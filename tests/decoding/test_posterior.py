@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from niclip_ray.decoding.posterior import l2_normalise, noisy_or, softmax, task_posterior, top_k
+from niclip_ray.decoding.posterior import noisy_or, softmax, task_posterior, top_k
+from niclip_ray.vectors import l2_normalise
 
 
 def loop_task_posterior(image, texts, prior, s):
@@ -50,7 +51,7 @@ def case():
 @pytest.mark.parametrize("s", [10.0, 20.0, 3.7])
 def test_task_posterior_matches_loops(case, s):
     images, texts, prior = case
-    cosine = l2_normalise(images) @ l2_normalise(texts).T
+    cosine = l2_normalise(images, dtype=np.float64) @ l2_normalise(texts, dtype=np.float64).T
     got = task_posterior(cosine, prior, s)
     for i, image in enumerate(images):
         sim, lik, joint, post, bf = loop_task_posterior(image.tolist(), texts.tolist(), prior.tolist(), s)
@@ -65,7 +66,8 @@ def test_task_posterior_matches_loops(case, s):
 def test_posterior_with_uniform_prior_is_the_likelihood(case):
     images, texts, _ = case
     V = len(texts)
-    got = task_posterior(l2_normalise(images) @ l2_normalise(texts).T, np.full(V, 1 / V), 10.0)
+    cosine = l2_normalise(images, dtype=np.float64) @ l2_normalise(texts, dtype=np.float64).T
+    got = task_posterior(cosine, np.full(V, 1 / V), 10.0)
     np.testing.assert_allclose(got.posterior, got.likelihood)
     # BF = odds ratio; with posterior == prior it would be 1
     flat = task_posterior(np.zeros((1, V)), np.full(V, 1 / V), 10.0)

@@ -6,7 +6,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from niclip_ray.errors import InputError
+from niclip_ray.cli.options import user_message
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import evaluate, load_predictions, load_truth, write_results
 from niclip_ray.tables import write_parquet_atomic
 
@@ -110,6 +111,9 @@ def test_bad_inputs_raise_clear_errors(predictions, truth, message):
 def test_bad_k_and_missing_files(tmp_path):
     with pytest.raises(InputError, match="positive integer"):
         evaluate(_decode_rows(), TRUTH_WIDE, k={"task": 0})
+    with pytest.raises(ParameterError, match="n_permutations must be at least 1") as caught:
+        evaluate(_decode_rows(), TRUTH_WIDE, n_permutations=0)
+    assert user_message(caught.value) == "--permutations must be at least 1, got 0"
     with pytest.raises(InputError, match="not found"):
         load_truth(tmp_path / "nope.csv")
     with pytest.raises(InputError, match="no predictions"):

@@ -10,6 +10,7 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.inputs import collect_maps
+from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import decode
@@ -58,10 +59,10 @@ BAD = {
 
 def test_decode_items_without_ray(setup):
     bundle, atlas, maps = setup
-    decoder = Decoder(bundle, atlas_dir=atlas)
+    decoder = Decoder(bundle, atlas_dir=atlas, topk=3)
     items = collect_maps([maps])
-    table = decode.decode_items(decoder, items, topk=3).to_pandas()
-    assert table.columns.tolist() == decode.SCHEMA.names
+    table = decode.decode_items(decoder, items).to_pandas()
+    assert table.columns.tolist() == DECODE_SCHEMA.names
     errors = table[table["error"] != ""].set_index("map_id")["error"]
     assert set(errors.index) == set(BAD)
     for map_id, pattern in BAD.items():
@@ -71,7 +72,7 @@ def test_decode_items_without_ray(setup):
     assert set(good["map_id"]) == GOOD
     assert good.groupby(["map_id", "level"]).size().unstack().to_dict("list") == {
         "concept": [3] * len(GOOD), "domain": [10] * len(GOOD), "task": [3] * len(GOOD)}
-    single = decoder.transform(maps / "motor.nii.gz", map_id="maps/motor", topk=3)
+    single = decoder.transform(maps / "motor.nii.gz", map_id="maps/motor")
     got = good[good["map_id"] == "maps/motor"].reset_index(drop=True)
     np.testing.assert_allclose(got["prob"], single["prob"], rtol=1e-6)  # float32 batch vs single matmul
     assert (got["term"] == single["term"]).all()

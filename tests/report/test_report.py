@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
+from niclip_ray.decoding.decoder import Decoder
+from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate
 from niclip_ray.report import methods_text, read_curves, write_report
@@ -25,7 +27,14 @@ def _predictions():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def facts(tmp_path_factory):
+    """What a real decoder says it runs (toy bundle on the stand-in atlas, top 5)."""
+    root = tmp_path_factory.mktemp("toy")
+    return Decoder(toy_bundle(root / "bundle", root / "atlas"), atlas_dir=root / "atlas", topk=5).describe()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, facts):
     out = tmp_path_factory.mktemp("report")
     metrics_file = out / "metrics.jsonl"
     metrics_file.write_text("\n".join(json.dumps({"fold": f, "epoch": e, "train_loss": 3 - e * 0.2 - f,
@@ -33,8 +42,8 @@ def report(tmp_path_factory):
     predictions = _predictions()
     truth = pd.DataFrame({"map_id": ["motor"], "task": ["motor fMRI task paradigm"], "domain": ["Action"]})
     summary = evaluate(predictions, truth, n_permutations=10).summary
-    methods = methods_text(corpus="a toy corpus", n_train=20, n_maps=2, vocabulary_size=3, k={"task": 4},
-                           n_permutations=10, seed=0, baselines={"gclda": {"n_topics": 3}})
+    methods = methods_text(facts, corpus="a toy corpus", n_maps=2, k={"task": 4}, n_permutations=10, seed=0,
+                           baselines={"gclda": {"n_topics": 3}})
     path = write_report(out / "html", maps={"motor": load_sample_motor_activation_image(), "bad": out / "missing.nii"},
                         predictions=predictions, metrics=summary, curves=read_curves(metrics_file), methods=methods,
                         truth=truth)
@@ -68,6 +77,23 @@ def test_report_has_the_tables_and_methods(report):
     assert "map bad: file not found" in page  # failed maps are shown, not dropped
     assert "Rubin et al., 2017" in page and "doi:10.1371/journal.pcbi.1005649" in page
     assert "Yarkoni, T." not in page  # only cited references are listed
+
+
+def test_methods_state_what_the_decoder_ran(facts):
+    text = methods_text(facts, corpus="a toy corpus", n_maps=2, k={"task": 4}, n_permutations=10, seed=0)
+    assert (f"2 maps were decoded into a vocabulary of {facts['n_terms']['task']} Cognitive Atlas task names "
+            "(Poldrack et al., 2011), with concepts and domains obtained by noisy-OR over the ontology.") in text
+    assert "projected onto difumo64-2mm-standin-seed0, an offline stand-in for the DiFuMo atlas" in text
+    assert "trained on a toy corpus." in text  # the toy bundle records no training split
+    assert "embedded with toy-random." in text and "scaled by 20)" in text and "with the vocabulary's prior" in text
+    assert f"the top 5 tasks and concepts of each map were kept (model bundle {facts['bundle_sha256']})." in text
+    assert "(task k=4)" in text and "10 permutations" in text
+    other = {**facts, "hierarchical": False, "topk": None, "atlas_standin": False, "prior": "uniform",
+             "n_train_studies": 20, "bundle_sha256": None}
+    text = methods_text(other, corpus="a toy corpus", n_maps=2, k={"task": 4}, n_permutations=10, seed=0)
+    assert "noisy-OR" not in text and "trained on 20 studies of a toy corpus." in text
+    assert "projected onto the DiFuMo atlas (Dadi et al., 2020) by least squares" in text
+    assert "posteriors with a uniform prior; every term was ranked." in text
 
 
 def test_bad_report_inputs(tmp_path):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from niclip_ray.errors import ParameterError
-from niclip_ray.training.data import l2_normalise
 from niclip_ray.training.loop import (
     EarlyStopping,
     TrainConfig,
@@ -20,6 +19,7 @@ from niclip_ray.training.loop import (
     make_optimizer,
     run_epochs,
 )
+from niclip_ray.vectors import l2_normalise
 
 
 def paired(n, text_dim=12, image_dim=8, seed=0, noise=0.3):

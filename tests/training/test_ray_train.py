@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from niclip_ray.training import ray_train
-from niclip_ray.training.data import l2_normalise
 from niclip_ray.training.loop import TrainConfig, build_model, make_optimizer, train_epoch
 from niclip_ray.training.splits import FoldSplit
+from niclip_ray.vectors import l2_normalise
 
 pytestmark = pytest.mark.timeout(240)
 cloudpickle.register_pickle_by_value(__import__(__name__))

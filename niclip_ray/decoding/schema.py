@@ -1,0 +1,34 @@
+"""The decode contract, defined once: levels, the columns of a decoding result, its Parquet schema.
+
+The decoder, the decode stage, the baselines and the evaluator all read these
+(DESIGN.md, ``decode/part-NNNNN.parquet``). One row is one map, level and ranked term.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: Decoding levels, from the most specific.
+LEVELS = ("task", "concept", "domain")
+#: Per-term numbers; concept and domain rows, and baselines, leave all but ``prob`` empty.
+SCORE_COLUMNS = ("prob", "similarity", "likelihood", "prior", "bayes_factor")
+#: What the evaluator needs of any ranked predictions.
+RANKING_COLUMNS = ("map_id", "level", "rank", "term")
+#: A decoder's tidy result (:meth:`niclip_ray.decoding.decoder.Decoder.transform`).
+RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS]
+#: A decode stage part: the result, where each map came from, its atlas, and its error.
+DECODE_SCHEMA = pa.schema(
+    [
+        ("map_id", pa.string()),
+        ("source_path", pa.string()),
+        ("level", pa.string()),
+        ("rank", pa.int32()),
+        ("term_id", pa.string()),
+        ("term", pa.string()),
+        *[(name, pa.float64()) for name in SCORE_COLUMNS],
+        ("atlas_id", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+#: A baseline's rows: the decode columns a baseline has, its own score, and its name.
+BASELINE_COLUMNS = ["map_id", "source_path", "level", "rank", "term", *SCORE_COLUMNS, "score", "backend", "error"]
