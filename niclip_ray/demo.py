@@ -125,7 +125,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
 
     from niclip_ray.baselines.run import run_baselines
     from niclip_ray.decoding.decoder import Decoder
-    from niclip_ray.decoding.inputs import collect_maps
+    from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.evaluation import DEFAULT_K, evaluate, load_predictions, write_results
     from niclip_ray.evaluation.known_answer import known_answer_test, own_term_first
     from niclip_ray.model.bundle import attach_vocabulary, load_bundle

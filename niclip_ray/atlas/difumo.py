@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from niclip_ray.atlas.catalog import (
+from niclip_ray.atlas.cache import (
     DIFUMO_DIMENSIONS,
     STANDIN_MARKER,
     AtlasCache,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.atlas.catalog import default_data_dirs, find_difumo
+from niclip_ray.atlas.cache import default_data_dirs, find_difumo
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir
 from niclip_ray.cli.console import out, say
 from niclip_ray.cli.context import options

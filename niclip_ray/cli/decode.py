@@ -54,7 +54,7 @@ def decode(
     Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
     """
     from niclip_ray.decoding.export import write_csvs
-    from niclip_ray.decoding.inputs import collect_maps
+    from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.errors import InputError
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session

@@ -105,7 +105,7 @@ def predict(
     --vocabulary_emb vocab.npy --vocabulary_prior prior.npy --mask mask.nii.gz --output out
     """
     from niclip_ray.cli.console import SHOW_MAPS, print_map
-    from niclip_ray.decoding.inputs import collect_maps
+    from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.decoding.predict import braindec_atlas_dir, check_device, output_targets, write_predictions
     from niclip_ray.errors import InputError
     from niclip_ray.model.reference import bundle_from_reference

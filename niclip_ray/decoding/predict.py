@@ -87,7 +87,7 @@ def output_targets(items: list[dict], output: str | os.PathLike | None) -> dict[
     Parameters
     ----------
     items : list of dict
-        Manifest items of :func:`niclip_ray.decoding.inputs.collect_maps`.
+        Manifest items of :func:`niclip_ray.decoding.map_files.collect_maps`.
     output : path, optional
 
     Raises

@@ -1,7 +1,7 @@
 """Evaluation harness: recall@k, hit@k, best rank and MRR per level, permutation null, per-term table."""
 
 from niclip_ray.evaluation.harness import DEFAULT_K, EvaluationResult, evaluate, write_results
-from niclip_ray.evaluation.inputs import load_predictions, load_truth
+from niclip_ray.evaluation.readers import load_predictions, load_truth
 from niclip_ray.evaluation.mappings import HCP_BENCHMARK, truth_from_labels
 
 __all__ = [

@@ -17,7 +17,7 @@ import pandas as pd
 from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import null as nulls
-from niclip_ray.evaluation.inputs import load_predictions, load_truth
+from niclip_ray.evaluation.readers import load_predictions, load_truth
 from niclip_ray.evaluation.metrics import aggregate, map_scores, pair_scores, rank_matrix, truth_matrix
 
 #: Cut-offs of the reference's ``decoding_eval.py``.
@@ -159,11 +159,11 @@ def evaluate(
     Parameters
     ----------
     predictions : path or DataFrame
-        Decode-contract predictions (see :func:`~niclip_ray.evaluation.inputs.load_predictions`).
+        Decode-contract predictions (see :func:`~niclip_ray.evaluation.readers.load_predictions`).
         With a ``backend`` column, each backend is scored separately, on the levels it
         predicts (the baselines rank tasks only).
     truth : path or DataFrame
-        True labels, long or wide layout (see :func:`~niclip_ray.evaluation.inputs.load_truth`).
+        True labels, long or wide layout (see :func:`~niclip_ray.evaluation.readers.load_truth`).
     k : dict, optional
         Cut-off per level; defaults to :data:`DEFAULT_K` (task 4, concept 4, domain 2).
     n_permutations : int

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
-from niclip_ray.decoding.inputs import load_item
+from niclip_ray.decoding.map_files import load_item
 from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import load_bundle
@@ -131,7 +131,7 @@ def run(
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
 ) -> StageSummary:
-    """Decode ``maps`` (items of :func:`niclip_ray.decoding.inputs.collect_maps`) into ``out_dir``.
+    """Decode ``maps`` (items of :func:`niclip_ray.decoding.map_files.collect_maps`) into ``out_dir``.
 
     The bundle is checked (:func:`validate`) on the driver before any actor starts. A rerun with the same inputs and parameters skips finished shards.
 

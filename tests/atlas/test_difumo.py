@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from nilearn.datasets import fetch_atlas_difumo
 
-from niclip_ray.atlas.catalog import STANDIN_MARKER, find_difumo
+from niclip_ray.atlas.cache import STANDIN_MARKER, find_difumo
 from niclip_ray.atlas.difumo import build_standin, load_atlas, real_label_table, standin_maps
 from niclip_ray.atlas.mask import brain_mask_grid
 from niclip_ray.errors import ConfigError
@@ -77,3 +77,11 @@ def test_no_standin_refuses_a_standin_directory(standin64):
 def test_another_seed_needs_another_directory(standin64):
     with pytest.raises(ConfigError, match="seed 0"):
         build_standin(standin64.data_dir, 64, seed=3)
+
+
+def test_a_test_atlas_has_an_id_of_its_own(tmp_path):
+    from niclip_ray._testing import toy_atlas
+
+    toy_atlas(tmp_path, dimension=64)
+    (found,) = find_difumo([tmp_path])
+    assert found.standin and found.atlas_id == "toy-difumo64-8mm-standin-seed0"

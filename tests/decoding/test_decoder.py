@@ -10,13 +10,13 @@ import torch
 from nilearn.datasets import load_sample_motor_activation_image
 from scipy.ndimage import affine_transform
 
+from niclip_ray._testing import toy_bundle
 from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.model.bundle import load_bundle
 from niclip_ray.decoding.export import reference_tables
 from niclip_ray.decoding.schema import RESULT_COLUMNS as COLUMNS
-from niclip_ray.decoding.toy import toy_bundle
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
+from niclip_ray.model.bundle import load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_get_params_rebuild_the_decoder_and_describe_says_what_it_runs(decoder, 
         "bundle_sha256": hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()[:16],
         "text_model_id": "toy-random",
         "n_train_studies": None,
-        "atlas_id": "difumo64-2mm-standin-seed0",
+        "atlas_id": "toy-difumo64-8mm-standin-seed0",
         "atlas_standin": True,
         "atlas_dim": 64,
         "vocabulary_embedding": "combined",
@@ -175,13 +175,13 @@ def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):
                         mask_file=bundle.mask_path)
     with pytest.raises(ConfigError, match="holds no DiFuMo 64 atlas.*the bundle needs atlas difumo64-2mm"):
         Decoder(other, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
-    config["atlas_id"] = "difumo64-2mm-standin-seed0-other"
+    config["atlas_id"] = "toy-difumo64-8mm-standin-seed0-other"
     odd = save_bundle(tmp_path / "c", bundle.state_dict, config, bundle.vocabulary, mask_file=bundle.mask_path)
-    with pytest.raises(ConfigError, match="finds atlas difumo64-2mm-standin-seed0 but the bundle was trained on atlas "
-                       "difumo64-2mm-standin-seed0-other"):
+    with pytest.raises(ConfigError, match="finds atlas toy-difumo64-8mm-standin-seed0 but the bundle was trained on atlas "
+                       "toy-difumo64-8mm-standin-seed0-other"):
         Decoder(odd, atlas_dir=atlas_dir).project(load_sample_motor_activation_image())
     ok = Decoder(other, atlas_dir=atlas_dir, allow_atlas_mismatch=True)
-    assert ok.atlas_id == "difumo64-2mm-standin-seed0"
+    assert ok.atlas_id == "toy-difumo64-8mm-standin-seed0"
 
 
 def test_without_ontology_only_tasks(tmp_path):
@@ -190,3 +190,13 @@ def test_without_ontology_only_tasks(tmp_path):
     assert set(dec.transform(load_sample_motor_activation_image())["level"]) == {"task"}
     with pytest.raises(InputError, match="needs a bundle with an ontology"):
         Decoder(path, hierarchical=True)
+
+
+def test_a_test_bundle_never_decodes_on_the_real_standin(bundle_dir):
+    from niclip_ray.atlas.difumo import build_standin, default_standin_dir
+
+    path, _ = bundle_dir
+    build_standin(default_standin_dir(0), 64, seed=0)
+    with pytest.raises(ConfigError, match="finds atlas difumo64-2mm-standin-seed0 but the bundle was trained on atlas "
+                                          "toy-difumo64-8mm-standin-seed0"):
+        Decoder(path, atlas_dir=default_standin_dir(0)).project(load_sample_motor_activation_image())

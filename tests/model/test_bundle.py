@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from niclip_ray.decoding.toy import toy_state_dict, toy_vocabulary
+from niclip_ray._testing import toy_state_dict, toy_vocabulary
 from niclip_ray.errors import InputError
 from niclip_ray.model.bundle import (
     attach_vocabulary,

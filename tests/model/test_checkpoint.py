@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from niclip_ray.decoding.toy import toy_state_dict
+from niclip_ray._testing import toy_state_dict
 from niclip_ray.errors import InputError
 from niclip_ray.model.checkpoint import CheckpointDims, canonical_state_dict, checkpoint_dims, load_checkpoint
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from niclip_ray.decoding.toy import toy_state_dict
+from niclip_ray._testing import toy_state_dict
 from niclip_ray.errors import InputError
 from niclip_ray.model.bundle import load_bundle, save_bundle
 from niclip_ray.model.reference import bundle_from_reference
@@ -69,7 +69,7 @@ def test_inconsistent_files_are_clear_errors(files, tmp_path):
 
 
 def test_atlas_dir_must_hold_the_real_difumo(files, tmp_path):
-    from niclip_ray.decoding.toy import toy_atlas
+    from niclip_ray._testing import toy_atlas
     from niclip_ray.errors import ConfigError
 
     paths, *_ = files

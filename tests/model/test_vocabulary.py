@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 
-from niclip_ray.decoding.toy import toy_vocabulary
+from niclip_ray._testing import toy_vocabulary
 from niclip_ray.model.vocabulary import embedding_matrix, read_vocabulary, read_vocabulary_provenance, write_vocabulary
 
 NAMES = ["n-back task", "flanker task", "stroop task"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
-from niclip_ray.decoding.inputs import collect_maps, load_item
+from niclip_ray.decoding.map_files import collect_maps, load_item
 from niclip_ray.errors import InputError
 from niclip_ray.neurovault import find_collection, read_collection
 

@@ -9,9 +9,9 @@ import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.decoding.inputs import collect_maps
+from niclip_ray.decoding.map_files import collect_maps
 from niclip_ray.decoding.schema import DECODE_SCHEMA
-from niclip_ray.decoding.toy import toy_bundle
+from niclip_ray._testing import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import decode
 from niclip_ray.tables import read_parts
@@ -76,7 +76,7 @@ def test_decode_items_without_ray(setup):
     got = good[good["map_id"] == "maps/motor"].reset_index(drop=True)
     np.testing.assert_allclose(got["prob"], single["prob"], rtol=1e-6)  # float32 batch vs single matmul
     assert (got["term"] == single["term"]).all()
-    assert (good["atlas_id"] == "difumo64-2mm-standin-seed0").all()
+    assert (good["atlas_id"] == "toy-difumo64-8mm-standin-seed0").all()
     # volume 1 is twice volume 0: the projection scales, the normalised decoding does not change
     p0 = good[good["map_id"] == "maps/pair:0"]["prob"].to_numpy()
     p1 = good[good["map_id"] == "maps/pair:1"]["prob"].to_numpy()

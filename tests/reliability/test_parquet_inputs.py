@@ -143,7 +143,7 @@ def test_features_part_with_a_pickled_column_is_refused(tmp_path):
 
 
 def test_bundle_with_a_pickled_vocabulary_column_is_refused(tmp_path):
-    from niclip_ray.decoding.toy import toy_state_dict, toy_vocabulary
+    from niclip_ray._testing import toy_state_dict, toy_vocabulary
     from niclip_ray.model.bundle import _write_manifest as write_manifest
     from niclip_ray.model.bundle import load_bundle, save_bundle
 

@@ -9,7 +9,7 @@ import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.decoding.toy import toy_bundle
+from niclip_ray._testing import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate
 from niclip_ray.report import methods_text, read_curves, write_report
@@ -83,7 +83,7 @@ def test_methods_state_what_the_decoder_ran(facts):
     text = methods_text(facts, corpus="a toy corpus", n_maps=2, k={"task": 4}, n_permutations=10, seed=0)
     assert (f"2 maps were decoded into a vocabulary of {facts['n_terms']['task']} Cognitive Atlas task names "
             "(Poldrack et al., 2011), with concepts and domains obtained by noisy-OR over the ontology.") in text
-    assert "projected onto difumo64-2mm-standin-seed0, an offline stand-in for the DiFuMo atlas" in text
+    assert "projected onto toy-difumo64-8mm-standin-seed0, an offline stand-in for the DiFuMo atlas" in text
     assert "trained on a toy corpus." in text  # the toy bundle records no training split
     assert "embedded with toy-random." in text and "scaled by 20)" in text and "with the vocabulary's prior" in text
     assert f"the top 5 tasks and concepts of each map were kept (model bundle {facts['bundle_sha256']})." in text

@@ -1,7 +1,7 @@
-"""Small, seeded CLIP weights and vocabularies in the reference layout.
+"""Private test support: small, seeded CLIP weights, vocabularies, atlases and bundles.
 
-They let tests, benchmarks and demos build a complete bundle without the paper's files
-or a language model. The numbers mean nothing; the shapes and keys are the real ones
+Not part of the public API (as nilearn's ``_utils/data_gen.py``). They let tests and
+benchmarks build a complete bundle without the paper's files or a language model. The numbers mean nothing; the shapes and keys are the real ones
 (§4 of the method notes: 3 residual image blocks, 1 projection + 2 residual text blocks).
 """
 
@@ -75,6 +75,11 @@ def toy_vocabulary(names: Sequence[str], text_dim: int = 32, seed: int = 0) -> p
     )
 
 
+def toy_atlas_id(dimension: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> str:
+    """The atlas id of a :func:`toy_atlas`: its own, never the real DiFuMo's or the stand-in's."""
+    return f"toy-difumo{dimension}-{voxel_mm:g}mm-standin-seed{seed}"
+
+
 def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> Path:
     """Write a coarse stand-in DiFuMo atlas and its brain mask, for fast tests and demos.
 
@@ -91,7 +96,7 @@ def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, 
     """
     import nibabel as nib
 
-    from niclip_ray.atlas.catalog import STANDIN_MARKER
+    from niclip_ray.atlas.cache import STANDIN_MARKER
 
     step = float(voxel_mm)
     lo, hi = np.array([-90.0, -126.0, -72.0]), np.array([90.0, 90.0, 108.0])
@@ -117,7 +122,10 @@ def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, 
                            "Difumo_names": [f"toy component {k}" for k in range(1, dimension + 1)],
                            "Yeo_networks7": "none", "Yeo_networks17": "none", "GM": 0.0, "WM": 0.0, "CSF": 0.0})
     labels.to_csv(root / str(dimension) / f"labels_{dimension}_dictionary.csv", index=False)
-    (root / "README.md").write_text(f"# toy DiFuMo {STANDIN_MARKER} ({voxel_mm:g} mm grid, for tests)\n\nseed: {seed}\n")
+    (root / "README.md").write_text(
+        f"# toy DiFuMo {STANDIN_MARKER} ({voxel_mm:g} mm grid, for tests)\n\n"
+        f"seed: {seed}\natlas id: {toy_atlas_id(dimension, voxel_mm, seed)}\n"
+    )
     mask_path = Path(data_dir) / "toy_mask.nii.gz"
     nib.save(nib.Nifti1Image(inside.reshape(shape).astype(np.uint8), affine), mask_path)
     return mask_path
@@ -148,7 +156,7 @@ def toy_bundle(
         "logit_scale": logit_scale,
         "dropout": 0.5,
         "text_model_id": "toy-random",
-        "atlas_id": f"difumo{dimension}-2mm-standin-seed{seed}",
+        "atlas_id": toy_atlas_id(dimension, seed=seed),
         "atlas_dim": dimension,
     }
     return save_bundle(

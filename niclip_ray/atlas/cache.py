@@ -2,7 +2,9 @@
 
 ``fetch_atlas_difumo(dimension=N, data_dir=D)`` loads
 ``D/difumo_atlases/{N}/2mm/maps.nii.gz`` without touching the network when it exists.
-A stand-in atlas built by niclip-ray says so in ``D/difumo_atlases/README.md``.
+A stand-in atlas built by niclip-ray says so in ``D/difumo_atlases/README.md``; test
+atlases also declare an ``atlas id:`` of their own there, so that artifacts built on them
+can never be taken for the stand-in's.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ class AtlasCache:
     dimension: int
     standin: bool
     seed: int | None = None  # of a stand-in, from its README
+    declared_id: str | None = None  # a test atlas's own id, from its README
 
     @property
     def atlas_id(self) -> str:
         """Identifier recorded in every artifact built from this atlas."""
+        if self.declared_id:
+            return self.declared_id
         atlas_id = f"difumo{self.dimension}-2mm" + ("-standin" if self.standin else "")
         return atlas_id + (f"-seed{self.seed}" if self.standin and self.seed is not None else "")
 
@@ -45,15 +50,21 @@ def find_difumo(data_dirs: list[Path] | None = None) -> list[AtlasCache]:
         readme = root / "README.md"
         standin = readme.is_file() and STANDIN_MARKER in readme.read_text(errors="replace")
         seed = standin_seed(readme) if standin else None
+        declared = _readme_field(readme, "atlas id") if standin else None
         for dim in DIFUMO_DIMENSIONS:
             if (root / str(dim) / "2mm" / "maps.nii.gz").is_file():
-                found.append(AtlasCache(Path(data_dir), dim, standin, seed))
+                found.append(AtlasCache(Path(data_dir), dim, standin, seed, declared))
     return found
 
 
 def standin_seed(readme: Path) -> int | None:
     """The ``seed: N`` line of a stand-in's README, or None."""
+    seed = _readme_field(readme, "seed")
+    return int(seed) if seed is not None and seed.isdigit() else None
+
+
+def _readme_field(readme: Path, name: str) -> str | None:
     for line in readme.read_text(errors="replace").splitlines():
-        if line.startswith("seed:") and line.split(":", 1)[1].strip().isdigit():
-            return int(line.split(":", 1)[1])
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
     return None
