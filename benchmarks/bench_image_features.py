@@ -90,7 +90,7 @@ def worker_ours(coords_path: str, maps_path: str, n: int) -> dict:
         voxels = [study_voxels(c, grid) for c in groups[first : first + 256]]
         n_out += len(projector.project_voxels(voxels))
     seconds = time.perf_counter() - start
-    shape = [n_out, projector.dimension]
+    shape = [n_out, projector.dim]
     return {"n": n, "seconds": seconds, "setup_s": setup, "shape": shape, "peak_rss_mb": peak_rss_mb()}
 
 

@@ -75,12 +75,12 @@ def toy_vocabulary(names: Sequence[str], text_dim: int = 32, seed: int = 0) -> p
     )
 
 
-def toy_atlas_id(dimension: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> str:
+def toy_atlas_id(dim: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> str:
     """The atlas id of a :func:`toy_atlas`: its own, never the real DiFuMo's or the stand-in's."""
-    return f"toy-difumo{dimension}-{voxel_mm:g}mm-standin-seed{seed}"
+    return f"toy-difumo{dim}-{voxel_mm:g}mm-standin-seed{seed}"
 
 
-def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> Path:
+def toy_atlas(data_dir: str | Path, dim: int = 64, voxel_mm: float = 8.0, seed: int = 0) -> Path:
     """Write a coarse stand-in DiFuMo atlas and its brain mask, for fast tests and demos.
 
     The atlas is written in nilearn's DiFuMo cache layout under ``data_dir`` (so
@@ -108,23 +108,23 @@ def toy_atlas(data_dir: str | Path, dimension: int = 64, voxel_mm: float = 8.0, 
     centre, radii = np.array([0.0, -18.0, 18.0]), np.array([70.0, 100.0, 80.0])
     inside = (((xyz - centre) / radii) ** 2).sum(axis=1) <= 1.0
     rng = np.random.default_rng(seed)
-    centres = xyz[rng.choice(np.flatnonzero(inside), size=dimension, replace=False)]
+    centres = xyz[rng.choice(np.flatnonzero(inside), size=dim, replace=False)]
     sigma = 1.5 * step
-    maps = np.zeros((*shape, dimension), dtype=np.float32)
+    maps = np.zeros((*shape, dim), dtype=np.float32)
     for k, c in enumerate(centres):
         weight = np.exp(-((xyz - c) ** 2).sum(axis=1) / (2 * sigma**2))
         weight[(weight < 0.05) | ~inside] = 0.0
         maps[..., k] = (rng.uniform(0.5, 1.0) * weight).reshape(shape)
     root = Path(data_dir) / "difumo_atlases"
-    (root / str(dimension) / "2mm").mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(maps, affine), root / str(dimension) / "2mm" / "maps.nii.gz")
-    labels = pd.DataFrame({"Component": np.arange(1, dimension + 1),
-                           "Difumo_names": [f"toy component {k}" for k in range(1, dimension + 1)],
+    (root / str(dim) / "2mm").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(maps, affine), root / str(dim) / "2mm" / "maps.nii.gz")
+    labels = pd.DataFrame({"Component": np.arange(1, dim + 1),
+                           "Difumo_names": [f"toy component {k}" for k in range(1, dim + 1)],
                            "Yeo_networks7": "none", "Yeo_networks17": "none", "GM": 0.0, "WM": 0.0, "CSF": 0.0})
-    labels.to_csv(root / str(dimension) / f"labels_{dimension}_dictionary.csv", index=False)
+    labels.to_csv(root / str(dim) / f"labels_{dim}_dictionary.csv", index=False)
     (root / "README.md").write_text(
         f"# toy DiFuMo {STANDIN_MARKER} ({voxel_mm:g} mm grid, for tests)\n\n"
-        f"seed: {seed}\natlas id: {toy_atlas_id(dimension, voxel_mm, seed)}\n"
+        f"seed: {seed}\natlas id: {toy_atlas_id(dim, voxel_mm, seed)}\n"
     )
     mask_path = Path(data_dir) / "toy_mask.nii.gz"
     nib.save(nib.Nifti1Image(inside.reshape(shape).astype(np.uint8), affine), mask_path)
@@ -136,7 +136,7 @@ def toy_bundle(
     atlas_dir: str | Path,
     *,
     text_dim: int = 32,
-    dimension: int = 64,
+    dim: int = 64,
     seed: int = 0,
     logit_scale: float | None = 20.0,
     with_ontology: bool = True,
@@ -150,18 +150,18 @@ def toy_bundle(
     from niclip_ray.model.bundle import save_bundle
     from niclip_ray.ontology import load_ontology
 
-    mask = toy_atlas(atlas_dir, dimension=dimension, seed=seed)
+    mask = toy_atlas(atlas_dir, dim=dim, seed=seed)
     ontology = load_ontology("builtin")
     config = {
         "logit_scale": logit_scale,
         "dropout": 0.5,
         "text_model_id": "toy-random",
-        "atlas_id": toy_atlas_id(dimension, seed=seed),
-        "atlas_dim": dimension,
+        "atlas_id": toy_atlas_id(dim, seed=seed),
+        "atlas_dim": dim,
     }
     return save_bundle(
         out_dir,
-        toy_state_dict(text_dim, dimension, seed),
+        toy_state_dict(text_dim, dim, seed),
         config,
         toy_vocabulary(ontology.task_names, text_dim, seed),
         ontology if with_ontology else None,

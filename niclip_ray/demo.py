@@ -47,7 +47,7 @@ class DemoSettings:
     #: mean-pooled anisotropy, and the demo's known-answer check fails with it (README).
     model: str = "all-minilm-l6-v2"
     section: str = "abstract"
-    dimension: int = 512
+    dim: int = 512
     atlas_dir: Path | None = None
     max_studies: int | None = None
     folds: int = 5
@@ -66,7 +66,7 @@ class DemoSettings:
     def quick(cls, out_dir: Path, **changes) -> DemoSettings:
         """A few-minute run: 60 studies, a 64-component atlas, 3 short folds, small nulls."""
         quick = cls(
-            out_dir=Path(out_dir), dimension=64, max_studies=60, folds=3, epochs=4, patience=2,
+            out_dir=Path(out_dir), dim=64, max_studies=60, folds=3, epochs=4, patience=2,
             batch_size=16, permutations=200,
             baselines={"gclda": {"n_topics": 4, "n_iters": 20}, "neurosynth": {}},
         )
@@ -106,8 +106,8 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     if settings.atlas_dir is not None:
         return Path(settings.atlas_dir)
     atlas_dir = default_standin_dir(settings.seed)
-    build_standin(atlas_dir, settings.dimension, seed=settings.seed)
-    say(f"atlas: offline stand-in DiFuMo-{settings.dimension} in {atlas_dir} (no real DiFuMo cache given)")
+    build_standin(atlas_dir, settings.dim, seed=settings.seed)
+    say(f"atlas: offline stand-in DiFuMo-{settings.dim} in {atlas_dir} (no real DiFuMo cache given)")
     return atlas_dir
 
 
@@ -151,7 +151,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     with ray_session(ray_options):
         image_summary, text_summary = features.run(
             paths["corpus"], paths["features"],
-            image_options={"dimension": settings.dimension, "atlas_dir": paths["atlas"]},
+            image_options={"dim": settings.dim, "atlas_dir": paths["atlas"]},
             text_options={"model": settings.model, "section": settings.section},
         )
         say(image_summary.line())

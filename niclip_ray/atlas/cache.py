@@ -22,7 +22,7 @@ class AtlasCache:
     """One DiFuMo dimension found on disk."""
 
     data_dir: Path
-    dimension: int
+    dim: int
     standin: bool
     seed: int | None = None  # of a stand-in, from its README
     declared_id: str | None = None  # a test atlas's own id, from its README
@@ -32,7 +32,7 @@ class AtlasCache:
         """Identifier recorded in every artifact built from this atlas."""
         if self.declared_id:
             return self.declared_id
-        atlas_id = f"difumo{self.dimension}-2mm" + ("-standin" if self.standin else "")
+        atlas_id = f"difumo{self.dim}-2mm" + ("-standin" if self.standin else "")
         return atlas_id + (f"-seed{self.seed}" if self.standin and self.seed is not None else "")
 
 

@@ -10,7 +10,7 @@ replace it by pointing at another directory. The stand-in is built directly on N
 91x109x91 brain-mask grid:
 
 1. k-means (seeded) on the mm coordinates of every 8th mask voxel gives ``dimension`` centres;
-2. component k is a Gaussian around centre k with sigma = 6 mm * (512 / dimension)^(1/3)
+2. component k is a Gaussian around centre k with sigma = 6 mm * (512 / dim)^(1/3)
    and a seeded amplitude in [0.5, 1], set to zero below 5 % of its peak and outside the
    mask, so components are non-negative, sparse and overlapping, like DiFuMo's;
 3. labels are the real DiFuMo label table shipped in templateflow's skeleton, when
@@ -72,7 +72,7 @@ class Atlas:
         One row per component (nilearn's lower-cased DiFuMo columns).
     atlas_id : str
         Recorded in every artifact built from this atlas.
-    dimension : int
+    dim : int
         Number of components.
     standin : bool
         True for the stand-in built by :func:`build_standin`.
@@ -83,7 +83,7 @@ class Atlas:
     maps_path: Path
     labels: pd.DataFrame
     atlas_id: str
-    dimension: int
+    dim: int
     standin: bool
     data_dir: Path
 
@@ -103,13 +103,13 @@ def default_standin_dir(seed: int = 0) -> Path:
     return atlas_cache_root() / f"standin-v{STANDIN_VERSION}-seed{seed}"
 
 
-def _check_dimension(dimension: int) -> int:
-    if int(dimension) not in DIFUMO_DIMENSIONS:
-        raise ConfigError(f"DiFuMo dimension must be one of {DIFUMO_DIMENSIONS}, got {dimension}")
-    return int(dimension)
+def _check_dimension(dim: int) -> int:
+    if int(dim) not in DIFUMO_DIMENSIONS:
+        raise ConfigError(f"DiFuMo dimension must be one of {DIFUMO_DIMENSIONS}, got {dim}")
+    return int(dim)
 
 
-def real_label_table(dimension: int) -> pd.DataFrame | None:
+def real_label_table(dim: int) -> pd.DataFrame | None:
     """The real DiFuMo label table from templateflow's skeleton zip, or None if unavailable."""
     try:
         import templateflow
@@ -117,24 +117,24 @@ def real_label_table(dimension: int) -> pd.DataFrame | None:
         return None
     skeleton = Path(templateflow.__file__).parent / "conf" / "templateflow-skel.zip"
     member = (
-        f"tpl-MNI152NLin6Asym/tpl-MNI152NLin6Asym_atlas-DiFuMo_desc-{dimension}dimensions_probseg.tsv"
+        f"tpl-MNI152NLin6Asym/tpl-MNI152NLin6Asym_atlas-DiFuMo_desc-{dim}dimensions_probseg.tsv"
     )
     try:
         with zipfile.ZipFile(skeleton) as archive:
             table = pd.read_csv(io.BytesIO(archive.read(member)), sep="\t")
     except (OSError, KeyError, zipfile.BadZipFile):
         return None
-    return table if list(table.columns) == LABEL_COLUMNS and len(table) == dimension else None
+    return table if list(table.columns) == LABEL_COLUMNS and len(table) == dim else None
 
 
-def _standin_labels(dimension: int) -> pd.DataFrame:
-    table = real_label_table(dimension)
+def _standin_labels(dim: int) -> pd.DataFrame:
+    table = real_label_table(dim)
     if table is not None:
         return table
     return pd.DataFrame(
         {
-            "Component": np.arange(1, dimension + 1),
-            "Difumo_names": [f"Stand-in component {k}" for k in range(1, dimension + 1)],
+            "Component": np.arange(1, dim + 1),
+            "Difumo_names": [f"Stand-in component {k}" for k in range(1, dim + 1)],
             "Yeo_networks7": "No network found",
             "Yeo_networks17": "No network found",
             "GM": np.nan,
@@ -144,7 +144,7 @@ def _standin_labels(dimension: int) -> pd.DataFrame:
     )
 
 
-def standin_maps(dimension: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def standin_maps(dim: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Compute the stand-in components on the brain-mask grid, sparsely.
 
     Returns
@@ -161,10 +161,10 @@ def standin_maps(dimension: int, seed: int = 0) -> tuple[list[np.ndarray], list[
     ijk = np.argwhere(grid.mask_data())  # C order, same numbering as the masked voxels
     xyz = nib.affines.apply_affine(grid.affine, ijk)
     sample = xyz[::KMEANS_STRIDE]  # a regular subsample: same centres to within a voxel, 8x faster
-    centres = KMeans(n_clusters=dimension, n_init=1, random_state=seed).fit(sample).cluster_centers_
+    centres = KMeans(n_clusters=dim, n_init=1, random_state=seed).fit(sample).cluster_centers_
     centres = centres[np.lexsort(centres.T[::-1])]  # order components by position, not by k-means
-    amplitudes = np.random.default_rng(seed).uniform(0.5, 1.0, dimension)
-    sigma = 6.0 * (512.0 / dimension) ** (1.0 / 3.0)
+    amplitudes = np.random.default_rng(seed).uniform(0.5, 1.0, dim)
+    sigma = 6.0 * (512.0 / dim) ** (1.0 / 3.0)
     reach = sigma * np.sqrt(-2.0 * np.log(STANDIN_CUTOFF))
     tree = cKDTree(xyz)
     voxels, values = [], []
@@ -191,14 +191,14 @@ def _readme(seed: int) -> str:
     )
 
 
-def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> Path:
+def build_standin(out_dir: str | os.PathLike, dim: int, seed: int = 0) -> Path:
     """Write a stand-in DiFuMo atlas in nilearn's cache layout (or reuse an identical one).
 
     Parameters
     ----------
     out_dir : path
         A nilearn data directory; files go to ``out_dir/difumo_atlases/``.
-    dimension : int
+    dim : int
         64, 128, 256, 512 or 1024 components.
     seed : int
         Seed of the k-means centres and amplitudes.
@@ -213,10 +213,10 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
     ConfigError
         When ``out_dir`` holds a real DiFuMo cache or a stand-in with another seed.
     """
-    dimension = _check_dimension(dimension)
+    dim = _check_dimension(dim)
     root = Path(out_dir).expanduser() / "difumo_atlases"
     readme = root / "README.md"
-    maps_path = root / str(dimension) / "2mm" / "maps.nii.gz"
+    maps_path = root / str(dim) / "2mm" / "maps.nii.gz"
     if readme.is_file():
         existing = standin_seed(readme)
         if STANDIN_MARKER not in readme.read_text(errors="replace"):
@@ -228,8 +228,8 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
         if maps_path.is_file():
             return maps_path
     grid = brain_mask_grid()
-    voxels, values = standin_maps(dimension, seed)
-    data = np.zeros(grid.shape + (dimension,), dtype=np.float32, order="F")
+    voxels, values = standin_maps(dim, seed)
+    data = np.zeros(grid.shape + (dim,), dtype=np.float32, order="F")
     for k, (idx, val) in enumerate(zip(voxels, values)):
         volume = np.zeros(grid.n_voxels, dtype=np.float32)
         volume[idx] = val
@@ -240,8 +240,8 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
     tmp = maps_path.with_name(f".maps.{os.getpid()}.nii.gz")
     nib.save(img, tmp)
     os.replace(tmp, maps_path)
-    labels_path = root / str(dimension) / f"labels_{dimension}_dictionary.csv"
-    _standin_labels(dimension).to_csv(labels_path.with_name(f".labels.{os.getpid()}.csv"), index=False)
+    labels_path = root / str(dim) / f"labels_{dim}_dictionary.csv"
+    _standin_labels(dim).to_csv(labels_path.with_name(f".labels.{os.getpid()}.csv"), index=False)
     os.replace(labels_path.with_name(f".labels.{os.getpid()}.csv"), labels_path)
     if not readme.is_file():
         readme.write_text(_readme(seed))
@@ -251,13 +251,13 @@ def build_standin(out_dir: str | os.PathLike, dimension: int, seed: int = 0) -> 
 def _from_cache(cache: AtlasCache) -> Atlas:
     from nilearn.datasets import fetch_atlas_difumo
 
-    bunch = fetch_atlas_difumo(dimension=cache.dimension, resolution_mm=2, data_dir=str(cache.data_dir), verbose=0)
+    bunch = fetch_atlas_difumo(dimension=cache.dim, resolution_mm=2, data_dir=str(cache.data_dir), verbose=0)
     labels = pd.DataFrame(bunch.labels)
-    return Atlas(Path(bunch.maps), labels, cache.atlas_id, cache.dimension, cache.standin, cache.data_dir)
+    return Atlas(Path(bunch.maps), labels, cache.atlas_id, cache.dim, cache.standin, cache.data_dir)
 
 
 def load_atlas(
-    dimension: int = 512,
+    dim: int = 512,
     data_dir: str | os.PathLike | None = None,
     allow_standin: bool = True,
     seed: int = 0,
@@ -267,7 +267,7 @@ def load_atlas(
 
     Parameters
     ----------
-    dimension : int
+    dim : int
         64, 128, 256, 512 or 1024.
     data_dir : path, optional
         nilearn data directory holding ``difumo_atlases/`` (real or stand-in). Default:
@@ -289,11 +289,11 @@ def load_atlas(
     ConfigError
         A dimension DiFuMo does not have, or the download failed.
     """
-    dimension = _check_dimension(dimension)
+    dim = _check_dimension(dim)
     dirs = [Path(data_dir).expanduser()] if data_dir is not None else default_data_dirs()
     if data_dir is not None and not dirs[0].is_dir():
         raise ParameterError("data_dir", f"{data_dir} does not exist")
-    found = [c for c in find_difumo(dirs) if c.dimension == dimension]
+    found = [c for c in find_difumo(dirs) if c.dim == dim]
     real = [c for c in found if not c.standin]
     if real:
         return _from_cache(real[0])
@@ -301,10 +301,10 @@ def load_atlas(
         from nilearn.datasets import fetch_atlas_difumo
 
         try:
-            fetch_atlas_difumo(dimension=dimension, resolution_mm=2, data_dir=str(dirs[0]), verbose=0)
+            fetch_atlas_difumo(dimension=dim, resolution_mm=2, data_dir=str(dirs[0]), verbose=0)
         except Exception as exc:  # network failures come in many types
-            raise ConfigError(f"could not download DiFuMo {dimension} into {dirs[0]}: {exc}") from exc
-        return _from_cache(AtlasCache(dirs[0], dimension, False))
+            raise ConfigError(f"could not download DiFuMo {dim} into {dirs[0]}: {exc}") from exc
+        return _from_cache(AtlasCache(dirs[0], dim, False))
     if found and allow_standin:
         return _from_cache(found[0])
     if not allow_standin:
@@ -312,9 +312,9 @@ def load_atlas(
         only = " (only a stand-in)" if found else ""
         raise AtlasNotFound(
             "data_dir",
-            f"holds no DiFuMo {dimension} atlas{only} (searched {where}); point it at a nilearn data directory "
+            f"holds no DiFuMo {dim} atlas{only} (searched {where}); point it at a nilearn data directory "
             "holding difumo_atlases/, or allow the offline stand-in",
         )
     standin_dir = default_standin_dir(seed)
-    build_standin(standin_dir, dimension, seed)
-    return _from_cache(AtlasCache(standin_dir, dimension, True, seed))
+    build_standin(standin_dir, dim, seed)
+    return _from_cache(AtlasCache(standin_dir, dim, True, seed))

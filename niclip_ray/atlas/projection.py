@@ -175,7 +175,7 @@ class Projector:
 
     Attributes
     ----------
-    dimension : int
+    dim : int
         Number of components.
     n_rows : int
         Grid voxels where some component is non-zero.
@@ -196,14 +196,14 @@ class Projector:
         self.grid = grid if grid is not None else brain_mask_grid()
         self.ridge = float(ridge)
         full = cached_atlas_matrix(self.maps_path, self.grid, cache_dir=cache_dir).tocsr()
-        self.dimension = full.shape[1]
+        self.dim = full.shape[1]
         empty = np.flatnonzero(np.diff(full.tocsc().indptr) == 0)
         if len(empty):
             raise ConfigError(
                 f"atlas {self.maps_path}: components {(empty + 1).tolist()[:10]} are empty on the projection grid"
             )
         self.rows = np.flatnonzero(np.diff(full.indptr) > 0)
-        self.X = full[self.rows]  # (n_rows, dimension) CSR, float64
+        self.X = full[self.rows]  # (n_rows, dim) CSR, float64
         row_of_grid = np.full(full.shape[0], -1, dtype=np.int64)
         row_of_grid[self.rows] = np.arange(len(self.rows))
         self._row_of_masked = row_of_grid[np.flatnonzero(self.grid.flat_to_masked >= 0)]
@@ -232,12 +232,12 @@ class Projector:
 
         Returns
         -------
-        (n_maps, dimension) float32
+        (n_maps, dim) float32
             Zero rows for empty maps.
         """
         n = len(index_lists)
         if n == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         rows = [self._row_of_masked[np.asarray(ix, dtype=np.int64)] for ix in index_lists]
         rows = [r[r >= 0] for r in rows]
         indptr = np.cumsum([0] + [len(r) for r in rows])
@@ -259,7 +259,7 @@ class Projector:
 
         A map off the grid is resampled at the atlas voxels only, with the geometry of its
         grid kept in :attr:`samplers` for the next map on that grid. NaN and inf become 0
-        after resampling. Returns a ``(dimension,)`` float32 vector.
+        after resampling. Returns a ``(dim,)`` float32 vector.
 
         Raises
         ------

@@ -35,9 +35,9 @@ def info(
         out.print(f"no DiFuMo atlas in {', '.join(map(str, dirs))}")
         return
     for cache in found:
-        maps = cache.data_dir / "difumo_atlases" / str(cache.dimension) / "2mm" / "maps.nii.gz"
+        maps = cache.data_dir / "difumo_atlases" / str(cache.dim) / "2mm" / "maps.nii.gz"
         kind = "STAND-IN (not DiFuMo)" if cache.standin else "real DiFuMo"
-        out.print(f"{cache.atlas_id}\t{cache.dimension} components\t{kind}\t{maps}", markup=False)
+        out.print(f"{cache.atlas_id}\t{cache.dim} components\t{kind}\t{maps}", markup=False)
 
 
 @app.command("build-standin")

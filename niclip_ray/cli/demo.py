@@ -41,7 +41,7 @@ def demo(
     from niclip_ray.demo import DemoSettings, run_demo
 
     opts = options(ctx)
-    changes = {k: v for k, v in {"model": model, "atlas_dir": atlas_dir, "dimension": dim, "folds": folds,
+    changes = {k: v for k, v in {"model": model, "atlas_dir": atlas_dir, "dim": dim, "folds": folds,
                                  "epochs": epochs, "permutations": permutations, "seed": seed}.items()
                if v is not None}
     settings = DemoSettings.quick(out_dir, **changes) if quick else DemoSettings(out_dir=out_dir, **changes)

@@ -55,7 +55,7 @@ def info(
     table.add_column("stand-in")
     table.add_column("data_dir", overflow="fold")
     for atlas in atlases:
-        table.add_row(atlas.atlas_id, str(atlas.dimension), "yes" if atlas.standin else "no", str(atlas.data_dir))
+        table.add_row(atlas.atlas_id, str(atlas.dim), "yes" if atlas.standin else "no", str(atlas.data_dir))
     out.print(table if atlases else f"DiFuMo atlases on disk: none in {', '.join(map(str, dirs))}")
 
     models = find_local_models()

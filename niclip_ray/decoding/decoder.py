@@ -58,7 +58,7 @@ def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, al
     standin_expected = bool(expected) and "standin" in expected
     try:
         atlas = load_atlas(
-            dimension=int(config.get("atlas_dim") or config["image_dim"]),
+            dim=int(config.get("atlas_dim") or config["image_dim"]),
             data_dir=atlas_dir,
             allow_standin=standin_expected or allow_atlas_mismatch or not expected,
             seed=int(seed_match.group(1)) if seed_match else 0,
@@ -192,7 +192,7 @@ class Decoder:
         n_terms = {"task": len(self.terms)}
         if self.hierarchical:
             n_terms.update(concept=len(self.concepts), domain=len(self.domains))
-        atlas_dim = self._projector.dimension if self._projector is not None else self.atlas.dimension
+        atlas_dim = self._projector.dim if self._projector is not None else self.atlas.dim
         return {
             "bundle": str(self.bundle.path) if self.bundle.path is not None else None,
             "bundle_sha256": bundle_digest(self.bundle.path) if self.bundle.path is not None else None,
@@ -234,7 +234,7 @@ class Decoder:
         return self._projector.atlas_id if self._projector is not None else self.atlas.atlas_id
 
     def project(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
-        """Atlas coefficients ``(dimension,)`` float32 of one 3-D map (``projector.project_image``).
+        """Atlas coefficients ``(dim,)`` float32 of one 3-D map (``projector.project_image``).
 
         Raises
         ------
@@ -249,7 +249,7 @@ class Decoder:
         return beta
 
     def image_features(self, betas: np.ndarray) -> np.ndarray:
-        """CLIP image features ``(n, D)`` float32 of atlas coefficients ``(n, dimension)``."""
+        """CLIP image features ``(n, D)`` float32 of atlas coefficients ``(n, dim)``."""
         x = torch.from_numpy(l2_normalise(np.atleast_2d(betas), dtype=np.float64).astype(np.float32))
         with torch.no_grad():
             return self.model.encode_image(x).numpy()
@@ -259,7 +259,7 @@ class Decoder:
 
         Parameters
         ----------
-        betas : (n, dimension) array
+        betas : (n, dim) array
             Atlas coefficients, one row per map.
         map_ids : list of str, length n
 

@@ -147,7 +147,7 @@ def bundle_from_reference(
     if atlas_dir is not None:
         from niclip_ray.atlas.difumo import load_atlas
 
-        load_atlas(dimension=dim, data_dir=atlas_dir, allow_standin=False)  # ConfigError unless real DiFuMo
+        load_atlas(dim=dim, data_dir=atlas_dir, allow_standin=False)  # ConfigError unless real DiFuMo
     if mask is not None and not Path(mask).is_file():
         raise InputError(f"mask {mask} does not exist")
     config = {

@@ -87,7 +87,7 @@ def process_studies(
     """
     results = [embed_study(item["coords"], projector.grid, radius) for item in items]
     ok = np.array([voxels is not None for voxels, _, _ in results], dtype=bool)
-    betas = np.zeros((len(items), projector.dimension), dtype=np.float32)
+    betas = np.zeros((len(items), projector.dim), dtype=np.float32)
     if ok.any():
         betas[ok] = projector.project_voxels([v for v, _, _ in results if v is not None], value=value)
     return pa.table(
@@ -104,7 +104,7 @@ def process_studies(
 
 def stage_params(atlas: Atlas, radius: float, value: float) -> dict:
     """Parameters recorded in the stage manifest; a resume must match them."""
-    return {"atlas_id": atlas.atlas_id, "dimension": atlas.dimension, "radius": float(radius), "value": float(value)}
+    return {"atlas_id": atlas.atlas_id, "dimension": atlas.dim, "radius": float(radius), "value": float(value)}
 
 
 def make_process(atlas: Atlas, radius: float, value: float) -> ProcessFn:
@@ -117,7 +117,7 @@ def run(
     corpus_dir: str | Path,
     out_dir: str | Path,
     *,
-    dimension: int = 512,
+    dim: int = 512,
     atlas_dir: str | Path | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     num_actors: int | None = None,
@@ -135,8 +135,8 @@ def run(
         Corpus written by ``niclip-ray corpus ingest``.
     out_dir : path
         Stage directory (``features/images``); a rerun resumes it.
-    dimension : int
-        DiFuMo dimension.
+    dim : int
+        DiFuMo components.
     atlas_dir : path, optional
         nilearn data directory holding ``difumo_atlases/``.
     shard_size : int
@@ -157,7 +157,7 @@ def run(
     if not (np.isfinite(radius) and radius > 0):
         raise ParameterError("radius", f"(of the MKDA spheres) must be a positive number of mm, got {radius}")
     items = study_items(corpus_dir)
-    atlas = load_atlas(dimension, data_dir=atlas_dir, allow_standin=allow_standin, seed=seed)
+    atlas = load_atlas(dim, data_dir=atlas_dir, allow_standin=allow_standin, seed=seed)
     return run_stage(
         STAGE,
         items,

@@ -46,7 +46,7 @@ def test_standin_is_deterministic(standin64, tmp_path):
 
 
 def test_atlas_records_what_it_is(standin64):
-    assert standin64.standin and standin64.dimension == 64
+    assert standin64.standin and standin64.dim == 64
     assert standin64.atlas_id == "difumo64-2mm-standin-seed0"
     assert len(standin64.labels) == 64
 
@@ -82,6 +82,6 @@ def test_another_seed_needs_another_directory(standin64):
 def test_a_test_atlas_has_an_id_of_its_own(tmp_path):
     from niclip_ray._testing import toy_atlas
 
-    toy_atlas(tmp_path, dimension=64)
+    toy_atlas(tmp_path, dim=64)
     (found,) = find_difumo([tmp_path])
     assert found.standin and found.atlas_id == "toy-difumo64-8mm-standin-seed0"

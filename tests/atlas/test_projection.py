@@ -155,7 +155,7 @@ def test_atlas_on_another_grid_matches_nifti_maps_masker(tmp_path):
 
 def test_projector_is_cached_per_process(standin64, projector):
     assert get_projector(standin64) is projector
-    assert projector.atlas_id == standin64.atlas_id and projector.dimension == 64
+    assert projector.atlas_id == standin64.atlas_id and projector.dim == 64
 
 
 def test_bad_inputs(projector):

@@ -110,7 +110,7 @@ def ref(tmp_path_factory):
     np.save(inputs / "prior.npy", prior)
     image = write_image(inputs / "sub-01_contrast.nii.gz", seed=1)
     atlas = root / "atlas"
-    toy_atlas(atlas, dimension=DIM)
+    toy_atlas(atlas, dim=DIM)
     args = ["--model", str(inputs / "model.pth"), "--vocabulary", str(inputs / "vocabulary-cogatlasred_task.txt"),
             "--vocabulary_emb", str(inputs / "vocabulary-cogatlasred_task-combined_embedding-Toy.npy"),
             "--vocabulary_prior", str(inputs / "prior.npy"), "--mask", str(nimare_mask()),

@@ -73,6 +73,6 @@ def test_atlas_dir_must_hold_the_real_difumo(files, tmp_path):
     from niclip_ray.errors import ConfigError
 
     paths, *_ = files
-    toy_atlas(tmp_path / "atlas", dimension=64)
+    toy_atlas(tmp_path / "atlas", dim=64)
     with pytest.raises(ConfigError, match="no DiFuMo 64 atlas"):
         bundle_from_reference(**paths, dim=64, atlas_dir=tmp_path / "atlas")

@@ -57,7 +57,7 @@ def corpus_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clean(ray_local, corpus_dir, atlas_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean") / "images"
-    summary = images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
+    summary = images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
     return summary, read_parts(out)
 
 
@@ -96,10 +96,10 @@ def test_embeddings_equal_nimare_maps_projected(clean, corpus_dir, atlas_dir):
 
 def test_lost_part_file_is_recomputed_alone(ray_local, clean, corpus_dir, atlas_dir, tmp_path):
     out = tmp_path / "images"
-    images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
+    images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     (out / "part-00001.parquet").unlink()
-    summary = images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
+    summary = images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
     assert summary.n_skipped == 2 and not summary.failed_shards
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert after["part-00000.parquet"] == stamps["part-00000.parquet"]
@@ -136,7 +136,7 @@ def test_failed_shard_resumes_to_the_clean_rows(ray_local, clean, corpus_dir, at
     )
     assert list(first.failed_shards) == [1] and "forced failure" in first.failed_shards[1]
     assert sorted(p.name for p in out.glob("part-*.parquet")) == ["part-00000.parquet", "part-00002.parquet"]
-    resumed = images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
+    resumed = images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, shard_size=SHARD, num_actors=1)
     assert resumed.n_skipped == 2 and not resumed.failed_shards
     table = read_parts(out)
     assert table.equals(clean[1])
@@ -146,9 +146,9 @@ def test_failed_shard_resumes_to_the_clean_rows(ray_local, clean, corpus_dir, at
 def test_resume_with_other_parameters_is_refused(ray_local, clean, corpus_dir, atlas_dir):
     out = clean[0].out_dir
     with pytest.raises(InputError, match="resume needs the same"):
-        images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, shard_size=SHARD, radius=8.0)
+        images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, shard_size=SHARD, radius=8.0)
     with pytest.raises(InputError, match="radius"):
-        images.run(corpus_dir, out, dimension=64, atlas_dir=atlas_dir, radius=0.0)
+        images.run(corpus_dir, out, dim=64, atlas_dir=atlas_dir, radius=0.0)
 
 
 def test_process_studies_without_ray(atlas_dir):

@@ -51,7 +51,7 @@ def both(
         image_summary, text_summary = features.run(
             corpus,
             out_dir,
-            image_options={"dimension": dim, "atlas_dir": atlas_dir},
+            image_options={"dim": dim, "atlas_dir": atlas_dir},
             text_options={"model": model, "section": section, "dtype": dtype},
         )
     failed = []

@@ -43,7 +43,7 @@ def images(
         summary = images_stage.run(
             corpus,
             out_dir,
-            dimension=dim,
+            dim=dim,
             atlas_dir=atlas_dir,
             shard_size=shard_size,
             num_actors=num_actors,
