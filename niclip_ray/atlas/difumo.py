@@ -87,12 +87,6 @@ class Atlas:
     standin: bool
     data_dir: Path
 
-    @property
-    def maps_img(self) -> nib.Nifti1Image:
-        """The 4-D maps image (data are read lazily)."""
-        return nib.load(str(self.maps_path))
-
-
 def atlas_cache_root() -> Path:
     """Root of niclip-ray's atlas caches: ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
     return Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases")).expanduser()

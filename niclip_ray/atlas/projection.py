@@ -42,7 +42,7 @@ from niclip_ray.atlas.difumo import Atlas, atlas_cache_root
 from niclip_ray.atlas.maps import iter_volumes, load_map
 from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
 from niclip_ray.atlas.resample import SamplerCache, on_grid, resample_volume
-from niclip_ray.errors import ConfigError, InputError
+from niclip_ray.errors import ConfigError
 
 
 def normal_factor(maps: sp.spmatrix, ridge: float = 1e-6) -> tuple[np.ndarray, bool]:
@@ -244,15 +244,6 @@ class Projector:
         indices = np.concatenate(rows)
         selector = sp.csr_matrix((np.full(len(indices), float(value)), indices, indptr), shape=(n, self.n_rows))
         return solve_normal(self._factor, (selector @ self.X).toarray())
-
-    def project_dense(self, values: np.ndarray) -> np.ndarray:
-        """Project maps given as masked-voxel values ``(n_maps, grid.n_voxels)`` (0 off the mask)."""
-        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-        if values.shape[1] != self.grid.n_voxels:
-            raise InputError(f"expected {self.grid.n_voxels} masked voxels per map, got {values.shape[1]}")
-        keep = self._row_of_masked >= 0
-        xty = (self.X[self._row_of_masked[keep]].T @ np.nan_to_num(values[:, keep]).T).T
-        return solve_normal(self._factor, xty)
 
     def project_image(self, img: str | os.PathLike | nib.Nifti1Image, name: str | None = None) -> np.ndarray:
         """Project an arbitrary 3-D map (checked by :func:`load_map`, resampled to the grid).

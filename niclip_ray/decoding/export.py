@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-TASK_CSV_COLUMNS = ["pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob", "bayes_factor"]
-
-
 def reference_tables(result: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """One map's tidy result as the reference's tables, keyed by level.
 

@@ -13,31 +13,13 @@ per chunk of rows, so the full matrix never has to exist at once.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-
-#: Names of the metrics :func:`retrieval_metrics` returns.
-METRIC_NAMES = ("recall@10", "recall@100", "mix&match")
-
 
 def _rank_counts(sim: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: texts scoring above the pair, and texts scoring below it."""
     rows = torch.arange(sim.shape[0], device=sim.device)
     own = sim[rows, rows + offset].unsqueeze(1)
     return (sim > own).sum(dim=1), (sim < own).sum(dim=1)
-
-
-def recall_at_k(sim: np.ndarray | torch.Tensor, k: int) -> float:
-    """Fraction of rows whose diagonal entry ranks in the row's top ``k`` (square ``sim``)."""
-    above, _ = _rank_counts(torch.as_tensor(sim), 0)
-    return float((above < k).double().mean())
-
-
-def mix_match(sim: np.ndarray | torch.Tensor) -> float:
-    """Mean fraction of off-diagonal entries of each row below the diagonal entry."""
-    sim = torch.as_tensor(sim)
-    _, below = _rank_counts(sim, 0)
-    return float((below.double() / (sim.shape[1] - 1)).mean())
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ def test_standin_loads_unchanged_through_nilearn(standin64):
 
 
 def test_standin_components_are_nonnegative_sparse_overlapping_and_in_the_mask(standin64):
-    data = np.asarray(standin64.maps_img.dataobj)
+    data = np.asarray(nib.load(standin64.maps_path).dataobj)
     assert data.min() == 0.0 and data.max() <= 1.0
     support = data > 0
     assert support.any(axis=(0, 1, 2)).all(), "every component has voxels"
@@ -38,9 +38,9 @@ def test_standin_components_are_nonnegative_sparse_overlapping_and_in_the_mask(s
 
 def test_standin_is_deterministic(standin64, tmp_path):
     fresh = build_standin(tmp_path, 64, seed=0)
-    np.testing.assert_array_equal(np.asarray(nib.load(fresh).dataobj), np.asarray(standin64.maps_img.dataobj))
+    np.testing.assert_array_equal(np.asarray(nib.load(fresh).dataobj), np.asarray(nib.load(standin64.maps_path).dataobj))
     inside = np.flatnonzero(brain_mask_grid().flat_to_masked >= 0)
-    seed0 = np.flatnonzero(np.asarray(standin64.maps_img.dataobj)[..., 0].reshape(-1))
+    seed0 = np.flatnonzero(np.asarray(nib.load(standin64.maps_path).dataobj)[..., 0].reshape(-1))
     seed1, _ = standin_maps(64, seed=1)
     assert not np.array_equal(inside[seed1[0]], seed0), "another seed gives other components"
 

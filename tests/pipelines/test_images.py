@@ -9,8 +9,8 @@ from nilearn.maskers import NiftiMasker
 from nimare.meta.kernel import MKDAKernel
 
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir, load_atlas
-from niclip_ray.atlas.mask import load_brain_mask
-from niclip_ray.atlas.projection import get_projector
+from niclip_ray.atlas.mask import brain_mask_grid, load_brain_mask
+from niclip_ray.atlas.projection import atlas_matrix, get_projector, project
 from niclip_ray.corpus import ingest
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import images
@@ -88,7 +88,9 @@ def test_embeddings_equal_nimare_maps_projected(clean, corpus_dir, atlas_dir):
     coords = coords[~coords["study_id"].isin(list(BAD))]
     frame = coords.rename(columns={"study_id": "id"})[["id", "x", "y", "z"]].astype({a: float for a in "xyz"})
     dense = MKDAKernel(r=10, value=1).transform(frame, masker=NiftiMasker(load_brain_mask()).fit(), return_type="array")
-    reference = get_projector(load_atlas(64, data_dir=atlas_dir)).project_dense(dense)
+    grid = brain_mask_grid()
+    full = np.stack([grid.unmask(m).ravel() for m in dense])
+    reference = project(full, atlas_matrix(load_atlas(64, data_dir=atlas_dir).maps_path, grid))
     ok = [i for i, s in enumerate(table["study_id"].to_pylist()) if s not in BAD]
     np.testing.assert_allclose(tensor_to_numpy(table["embedding"])[ok], reference, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(table["n_voxels"].to_numpy()[ok], (dense > 0).sum(axis=1))
