@@ -46,7 +46,7 @@ def predict(
         str,
         typer.Option(
             "--hierarchical",
-            help="Also predict concepts and processes (needs --cognitiveatlas). True/False, 1/0 or yes/no, read "
+            help="Also predict concepts and domains (the reference's processes; needs --cognitiveatlas). True/False, 1/0 or yes/no, read "
             "as written: the original took any non-empty value, \"False\" included, as true.",
             metavar="BOOL",
         ),
@@ -91,7 +91,7 @@ def predict(
         bool, typer.Option("--allow-atlas-mismatch", help="Decode even if only a stand-in DiFuMo is found.")
     ] = False,
 ) -> None:
-    """Predict tasks (and concepts and processes) from brain images with the paper's files.
+    """Predict tasks (and concepts and domains) from brain images with the paper's files.
 
     Writes {image}_predictions.csv (pred, prob, similarity, likelihood, prior_prob, joint_prob,
     bayes_factor) or, with --hierarchical True, {image}_task_predictions.csv,
