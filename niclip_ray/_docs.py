@@ -26,6 +26,8 @@ docdict = {
     Progress callback, called with each finished shard's result dict.""",
     "stage_out_dir": """out_dir : path
     Stage directory for ``part-NNNNN.parquet`` files; a rerun resumes it.""",
+    "vocabulary_tasks": """tasks : DataFrame
+    ``task_id, name, definition`` in vocabulary order (V rows).""",
     "seed": """seed : int
     Seed of every random draw this call makes; the same seed gives the same result.""",
 }

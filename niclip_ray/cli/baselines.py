@@ -10,25 +10,14 @@ import typer
 from niclip_ray.baselines.run import BASELINES, read_lines, read_vocabulary, run_baselines
 from niclip_ray.cli.console import err, say
 from niclip_ray.cli.context import options
-from niclip_ray.errors import InputError
+from niclip_ray.cli.options import parse_named_paths
 
 app = typer.Typer(help="NiMARE baselines (Neurosynth-style correlation decoder, GC-LDA).", no_args_is_help=True)
 
 
 def parse_maps(values: list[str]) -> dict[str, Path]:
     """``[ID=]PATH`` values to ``{map id: path}``; an unnamed map is named after its file."""
-    maps: dict[str, Path] = {}
-    for value in values:
-        map_id, sep, path = value.partition("=")
-        if not sep:
-            path = value
-            map_id = Path(value).name.removesuffix(".gz").removesuffix(".nii")
-        if not map_id or not path:
-            raise InputError(f"--map {value!r}: expected PATH or ID=PATH")
-        if map_id in maps:
-            raise InputError(f"--map: map id {map_id!r} is given twice")
-        maps[map_id] = Path(path)
-    return maps
+    return parse_named_paths(values, "--map", "map id", lambda v: Path(v).name.removesuffix(".gz").removesuffix(".nii"))
 
 
 @app.command()

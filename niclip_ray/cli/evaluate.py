@@ -12,6 +12,7 @@ from rich.table import Table
 
 from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
+from niclip_ray.cli.options import parse_named_paths
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate as run_evaluation
 from niclip_ray.evaluation import load_predictions, write_results
@@ -25,17 +26,7 @@ def parse_sources(values: list[str]) -> dict[str, Path]:
     """
     if len(values) == 1 and "=" not in values[0]:
         return {"": Path(values[0])}
-    sources: dict[str, Path] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep:
-            name, path = Path(value).stem, value
-        if not name or not path:
-            raise InputError(f"--predictions {value!r}: expected PATH or NAME=PATH")
-        if name in sources:
-            raise InputError(f"--predictions: backend name {name!r} is given twice")
-        sources[name] = Path(path)
-    return sources
+    return parse_named_paths(values, "--predictions", "backend name", lambda v: Path(v).stem)
 
 
 def parse_meta(values: list[str]) -> dict[str, str]:

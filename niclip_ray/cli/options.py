@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from niclip_ray.errors import InputError, ParameterError
+
 CorpusOpt = Annotated[Path, typer.Option("--corpus", help="Corpus directory from 'corpus ingest'.")]
 StageOutOpt = Annotated[Path, typer.Option("--out", help="Stage directory for part-NNNNN.parquet (resumable).")]
 AtlasDirOpt = Annotated[
@@ -33,6 +35,33 @@ MaxLengthOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16.")]
 
+def parse_named_paths(values: list[str], flag: str, what: str, default_name) -> dict[str, Path]:
+    """``[NAME=]PATH`` option values to ``{name: path}``.
+
+    Parameters
+    ----------
+    values : list of str
+        The option's values, as typed.
+    flag : str
+        The option (``--map``), named in errors.
+    what : str
+        What a name is (``map id``), named in errors.
+    default_name : callable
+        Name of an unnamed ``PATH``.
+    """
+    named: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = default_name(value), value
+        if not name or not path:
+            raise InputError(f"{flag} {value!r}: expected PATH or {what.split()[-1].upper()}=PATH")
+        if name in named:
+            raise InputError(f"{flag}: {what} {name!r} is given twice")
+        named[name] = Path(path)
+    return named
+
+
 #: Parameters whose flag is not the parameter's own name with dashes.
 FLAGS = {
     "n_folds": "--folds",
@@ -53,8 +82,6 @@ def flag_for(param: str) -> str:
 
 def user_message(exc: BaseException) -> str:
     """The one line shown for an error, with a named parameter shown as its flag."""
-    from niclip_ray.errors import ParameterError
-
     if isinstance(exc, ParameterError):
         return f"{flag_for(exc.param)} {exc.problem}"
     return str(exc)

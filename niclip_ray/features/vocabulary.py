@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import EmbeddingResult
 from niclip_ray.model.vocabulary import make_vocabulary
@@ -87,6 +88,7 @@ def vocabulary_prior(
     return total / len(docs)
 
 
+@fill_doc
 def build_vocabulary(
     tasks: pd.DataFrame,
     name_embeddings: np.ndarray,
@@ -101,8 +103,7 @@ def build_vocabulary(
 
     Parameters
     ----------
-    tasks : DataFrame
-        ``task_id, name, definition`` in vocabulary order (V rows).
+    %(vocabulary_tasks)s
     name_embeddings, definition_embeddings : (V, D) arrays
         Raw embeddings of the task names and of the task definitions, embedded separately.
     doc_embeddings : (N, D) array
@@ -127,6 +128,7 @@ def build_vocabulary(
     )
 
 
+@fill_doc
 def embed_vocabulary(
     tasks: pd.DataFrame,
     embed: Callable[[Sequence[str]], EmbeddingResult],
@@ -140,8 +142,7 @@ def embed_vocabulary(
 
     Parameters
     ----------
-    tasks : DataFrame
-        ``task_id, name, definition`` in vocabulary order (V rows).
+    %(vocabulary_tasks)s
     embed : callable
         Maps a list of texts to their :class:`~niclip_ray.features.text.EmbeddingResult`,
         with the model that embedded the documents; called once, names then definitions.
