@@ -11,3 +11,7 @@ Pure numpy/torch (no Ray):
 * :mod:`~niclip_ray.retrieval.index`: the :class:`Index` that answers queries;
 * :mod:`~niclip_ray.retrieval.evaluation`: held-out evaluation of both directions.
 """
+
+from niclip_ray.retrieval.index import Index, TextMatch
+
+__all__ = ["Index", "TextMatch"]
