@@ -26,7 +26,7 @@ from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256, Bundle, load_bundle
 from niclip_ray.retrieval.queries import check_in_brain, query_text
 from niclip_ray.retrieval.ridge import RidgeModel, fit_ridge
-from niclip_ray.retrieval.search import cosine_top_k
+from niclip_ray.retrieval.search import ExactSearch
 from niclip_ray.retrieval.table import StudyIndex, read_index
 from niclip_ray.retrieval.text_model import check_text_model, text_model_sha256
 from niclip_ray.vectors import l2_normalise
@@ -87,6 +87,7 @@ class Index:
         self._builder = None
         self._ridge = None
         self._embedder = None
+        self._searches: dict[str, ExactSearch] = {}
 
     def __len__(self) -> int:
         return len(self.studies)
@@ -119,8 +120,10 @@ class Index:
         """The ``top_k`` studies nearest each query latent: :data:`RESULT_COLUMNS`."""
         if against not in AGAINST:
             raise ParameterError("against", f"must be one of {', '.join(AGAINST)}, got {against!r}")
-        candidates = self.studies.text_latents if against == "text" else self.studies.image_latents
-        rows, scores = cosine_top_k(np.atleast_2d(latents), candidates, top_k)
+        if against not in self._searches:
+            latents_of = self.studies.text_latents if against == "text" else self.studies.image_latents
+            self._searches[against] = ExactSearch(latents_of)
+        rows, scores = self._searches[against].top_k(np.atleast_2d(latents), top_k)
         k = rows.shape[1]
         flat = rows.reshape(-1)
         return pd.DataFrame({

@@ -11,7 +11,7 @@ from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.retrieval.brain_maps import MapBuilder, save_map
 from niclip_ray.retrieval.queries import check_in_brain, query_text, read_query_file
 from niclip_ray.retrieval.ridge import fit_ridge
-from niclip_ray.retrieval.search import cosine_top_k
+from niclip_ray.retrieval.search import ExactSearch
 from niclip_ray.retrieval.text_model import check_text_model, text_model_sha256
 
 
@@ -25,21 +25,21 @@ def brute_force(queries, candidates, k):
 
 
 @pytest.mark.parametrize("k", [1, 5, 40, 100])
-def test_cosine_top_k_matches_brute_force(k):
+def test_exact_search_matches_brute_force(k):
     rng = np.random.default_rng(0)
     queries, candidates = rng.standard_normal((7, 16)), rng.standard_normal((40, 16)) * 3
-    rows, scores = cosine_top_k(queries, candidates, k, block=3)
+    rows, scores = ExactSearch(candidates).top_k(queries, k, block=3)
     for (order, expected), got_rows, got_scores in zip(brute_force(queries, candidates, k), rows, scores):
         assert list(got_rows) == order
         np.testing.assert_allclose(got_scores, expected, atol=1e-5)
 
 
-def test_cosine_top_k_ties_keep_row_order_and_checks_k():
+def test_exact_search_ties_keep_row_order_and_checks_k():
     candidates = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    rows, _ = cosine_top_k(np.array([[1.0, 0.0]]), candidates, 2)
+    rows, _ = ExactSearch(candidates).top_k(np.array([[1.0, 0.0]]), 2)
     assert rows.tolist() == [[0, 1]]
     with pytest.raises(ParameterError, match="top_k"):
-        cosine_top_k(candidates, candidates, 0)
+        ExactSearch(candidates).top_k(candidates, 0)
 
 
 def closed_form(x, y, alpha):
