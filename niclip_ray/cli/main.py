@@ -20,12 +20,14 @@ from niclip_ray.cli.demo import demo
 from niclip_ray.cli.decode import decode
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
+from niclip_ray.cli.index import app as index_app
 from niclip_ray.cli.info import info
 from niclip_ray.cli.jobs import app as jobs_app
 from niclip_ray.cli.model import app as model_app
 from niclip_ray.cli.cluster import app as cluster_app
 from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.predict import predict
+from niclip_ray.cli.search import app as search_app
 from niclip_ray.cli.runconfig import default_map, load_run_config
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
@@ -55,6 +57,8 @@ app.command()(train)
 app.add_typer(model_app, name="model")
 app.command()(decode)
 app.command()(predict)
+app.add_typer(index_app, name="index")
+app.add_typer(search_app, name="search")
 
 
 def _version(value: bool) -> None:

@@ -48,6 +48,10 @@ VOCABULARY = "vocabulary.parquet"
 ONTOLOGY = "ontology"
 MASK = "mask.nii.gz"
 MANIFEST = "manifest.json"
+#: Optional config key: fingerprint of the text model's files
+#: (:func:`niclip_ray.retrieval.text_model.text_model_sha256`). Older bundles lack it and
+#: are checked on ``text_model_id`` alone.
+TEXT_MODEL_SHA256 = "text_model_sha256"
 
 
 @dataclass
@@ -215,7 +219,7 @@ def save_bundle(
         CLIP weights in the reference key layout.
     config : dict
         Any of ``dropout``, ``logit_scale`` (decoding scale; None = learned), ``text_model_id``,
-        ``atlas_id``, ``atlas_dim``, ``mask``, ``vocabulary_embedding``, ``training``,
+        ``text_model_sha256`` (:data:`TEXT_MODEL_SHA256`), ``atlas_id``, ``atlas_dim``, ``mask``, ``vocabulary_embedding``, ``training``,
         ``metrics``. Dimensions are filled in from the weights.
     vocabulary : DataFrame, optional
         May be attached later with :func:`attach_vocabulary`.
