@@ -64,6 +64,7 @@ def parse_named_paths(values: list[str], flag: str, what: str, default_name) -> 
 
 #: Parameters whose flag is not the parameter's own name with dashes.
 FLAGS = {
+    "query": "QUERY",
     "n_folds": "--folds",
     "data_dir": "--atlas-dir",
     "out_dir": "--out",

@@ -49,7 +49,7 @@ ONTOLOGY = "ontology"
 MASK = "mask.nii.gz"
 MANIFEST = "manifest.json"
 #: Optional config key: fingerprint of the text model's files
-#: (:func:`niclip_ray.retrieval.text_model.text_model_sha256`). Older bundles lack it and
+#: (:func:`niclip_ray.features.text_fingerprint.text_model_sha256`). Older bundles lack it and
 #: are checked on ``text_model_id`` alone.
 TEXT_MODEL_SHA256 = "text_model_sha256"
 

@@ -25,7 +25,7 @@ from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256, load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 from niclip_ray.retrieval.table import INDEX_META, index_items, index_rows
-from niclip_ray.retrieval.text_model import check_text_model, text_model_sha256
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.tables import read_parts
 
 STAGE = "index"

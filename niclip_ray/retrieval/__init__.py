@@ -6,7 +6,6 @@ Pure numpy/torch (no Ray):
 * :mod:`~niclip_ray.retrieval.search`: exact cosine top-k (:class:`ExactSearch`);
 * :mod:`~niclip_ray.retrieval.ridge`: ridge regression with the penalty chosen by k-fold CV;
 * :mod:`~niclip_ray.retrieval.brain_maps`: DiFuMo coefficients -> a map on the MNI 2 mm grid;
-* :mod:`~niclip_ray.retrieval.text_model`: the text model a bundle was trained with, and its check;
 * :mod:`~niclip_ray.retrieval.queries`: checks of user queries (text, files, maps);
 * :mod:`~niclip_ray.retrieval.index`: the :class:`Index` that answers queries;
 * :mod:`~niclip_ray.retrieval.evaluation`: held-out evaluation of both directions.

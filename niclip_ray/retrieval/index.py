@@ -28,7 +28,7 @@ from niclip_ray.retrieval.queries import check_in_brain, query_text
 from niclip_ray.retrieval.ridge import RidgeModel, fit_ridge
 from niclip_ray.retrieval.search import ExactSearch
 from niclip_ray.retrieval.table import StudyIndex, read_index
-from niclip_ray.retrieval.text_model import check_text_model, text_model_sha256
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.vectors import l2_normalise
 
 AGAINST = ("text", "image")

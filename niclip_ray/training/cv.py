@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from niclip_ray.errors import ParameterError
+from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.features.text_fingerprint import text_model_sha256
+from niclip_ray.model.bundle import TEXT_MODEL_SHA256
 from niclip_ray.training.data import PairedFeatures
 from niclip_ray.training.folds import run_folds
 from niclip_ray.training.loop import TrainConfig
@@ -128,6 +130,7 @@ def train_cross_validated(
         "dropout": config.dropout,
         "logit_scale": None,
         "text_model_id": pairs.text_model_id,
+        **_text_model_fingerprint(pairs.text_model_id),
         "atlas_id": pairs.atlas_id,
         "atlas_dim": int(pairs.images.shape[1]),
         "training": {
@@ -144,3 +147,15 @@ def train_cross_validated(
     }
     bundle = save_bundle(out_dir / BUNDLE, chosen.best_state, bundle_config, vocabulary=vocabulary)
     return TrainReport(outcomes, chosen.fold, bundle, out_dir)
+
+
+def _text_model_fingerprint(model_id: str) -> dict:
+    """``{"text_model_sha256": ...}`` when the text model's files are here, else nothing.
+
+    On a cluster the model may live only on the GPU workers that embedded the texts; the
+    bundle then records the id alone, and retrieval checks the id.
+    """
+    try:
+        return {TEXT_MODEL_SHA256: text_model_sha256(model_id)}
+    except InputError:
+        return {}

@@ -20,7 +20,7 @@ from niclip_ray.features.text import TextEmbedder
 from niclip_ray.model.bundle import save_bundle
 from niclip_ray.pipelines.images import process_studies, study_items
 from niclip_ray.pipelines.text import process_texts, text_items
-from niclip_ray.retrieval.text_model import text_model_sha256
+from niclip_ray.features.text_fingerprint import text_model_sha256
 from niclip_ray.tables import write_parquet_atomic
 
 N_STUDIES = 30

@@ -68,7 +68,7 @@ def test_search_text_writes_map_png_and_table(world, index_dir, tmp_path, capsys
 
 
 @pytest.mark.parametrize("how, message", [
-    ("empty", "query is unusable: empty text"),
+    ("empty", "error: QUERY is unusable: empty text"),
     ("latin1", "--query-file"),
     ("both", "not both"),
 ])

@@ -12,7 +12,7 @@ from niclip_ray.retrieval.brain_maps import MapBuilder, save_map
 from niclip_ray.retrieval.queries import check_in_brain, query_text, read_query_file
 from niclip_ray.retrieval.ridge import fit_ridge
 from niclip_ray.retrieval.search import ExactSearch
-from niclip_ray.retrieval.text_model import check_text_model, text_model_sha256
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 
 
 def brute_force(queries, candidates, k):
