@@ -95,7 +95,10 @@ def collect_maps(
             for f in found:
                 map_id = f"{path.name}/{_NIFTI.sub('', f.relative_to(path).as_posix())}"
                 broken = _broken_link(f)
-                items += [{"map_id": map_id, "source_path": str(f), "volume": -1, "input_error": broken}] if broken else _items(map_id, f)
+                if broken:
+                    items.append({"map_id": map_id, "source_path": str(f), "volume": -1, "input_error": broken})
+                else:
+                    items += _items(map_id, f)
         else:
             files.append(path)
     stems = [_stem(f) for f in files]

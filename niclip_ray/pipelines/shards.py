@@ -88,10 +88,10 @@ def params_digest(params: dict) -> str:
 def shard_digests(shards: list[list[dict]], key: str) -> tuple[list[str], dict[str, str]]:
     """Per-shard hashes of the items' keys and contents, and per-item hashes by key."""
     items = {str(item[key]): item_digest(item) for shard in shards for item in shard}
-    digests = [
-        hashlib.sha256("\x1e".join(f"{item[key]}\x1f{items[str(item[key])]}" for item in shard).encode()).hexdigest()[:16]
-        for shard in shards
-    ]
+    digests = []
+    for shard in shards:
+        listing = "\x1e".join(f"{item[key]}\x1f{items[str(item[key])]}" for item in shard)
+        digests.append(hashlib.sha256(listing.encode()).hexdigest()[:16])
     return digests, items
 
 
@@ -136,7 +136,9 @@ def differences(previous: dict, current: dict) -> str:
     )
 
 
-def check_stage_dir(out_dir: Path, stage: str, shards: list[list[dict]], key: str, params: dict) -> dict[int, list[str]]:
+def check_stage_dir(
+    out_dir: Path, stage: str, shards: list[list[dict]], key: str, params: dict
+) -> dict[int, list[str]]:
     """Record this run in the stage manifest; drop the parts whose inputs changed since.
 
     A shard is kept only when the manifest records the same keys and contents for it. The
@@ -156,7 +158,7 @@ def check_stage_dir(out_dir: Path, stage: str, shards: list[list[dict]], key: st
         or the manifest is damaged.
     """
     previous = read_manifest(out_dir)
-    if previous is not None and previous.get("params_fingerprint", params_digest(previous.get("params", {}))) != params_digest(params):
+    if previous is not None and params_digest(previous.get("params", {})) != params_digest(params):
         raise InputError(
             f"{out_dir} holds a {previous.get('stage', 'stage')} run with other parameters "
             f"({differences(previous.get('params', {}), params)}); resume needs the same ones, or use a new --out"
@@ -176,8 +178,7 @@ def check_stage_dir(out_dir: Path, stage: str, shards: list[list[dict]], key: st
             extra.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
-        {"stage": stage, "params_fingerprint": params_digest(params), "params": params, "key": key,
-         "shards": digests, "items": items},
+        {"stage": stage, "params": params, "key": key, "shards": digests, "items": items},
         out_dir / MANIFEST_NAME,
     )
     return changed

@@ -179,6 +179,7 @@ def test_decode_cli_counts_maps_flags_failures_and_fails_on_request(bundle, moto
     printed = capsys.readouterr()
     assert "recomputed 1 shards whose inputs changed (maps/a)" in printed.out
     after = read_parts(tmp_path / "o" / "decode").to_pandas()
-    a_now, b_then = (frame[frame.map_id == m].reset_index(drop=True) for frame, m in ((after, "maps/a"), (before, "maps/b")))
+    a_now = after[after.map_id == "maps/a"].reset_index(drop=True)
+    b_then = before[before.map_id == "maps/b"].reset_index(drop=True)
     assert a_now["term"].tolist() == b_then["term"].tolist()  # a now holds b's map
     np.testing.assert_allclose(a_now["prob"], b_then["prob"], rtol=1e-6)

@@ -135,9 +135,8 @@ def test_a_second_run_into_the_same_directory_stops_on_the_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(InputError) as caught:
-            with stage_lock(tmp_path):
-                pass
+        with pytest.raises(InputError) as caught, stage_lock(tmp_path):
+            pass
         assert f"is being written by another run (pid {holder.pid} on " in str(caught.value)
         assert "wait for it to finish" in str(caught.value)
     finally:

@@ -8,7 +8,18 @@ import typer
 
 from niclip_ray.cli.console import err, report_stage, shard_progress
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import BaseModelOpt, BatchSizeOpt, CorpusOpt, DtypeOpt, FailOnErrorOpt, MaxLengthOpt, ModelOpt, SectionOpt, StageOutOpt, StudyShardOpt
+from niclip_ray.cli.options import (
+    BaseModelOpt,
+    BatchSizeOpt,
+    CorpusOpt,
+    DtypeOpt,
+    FailOnErrorOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    SectionOpt,
+    StageOutOpt,
+    StudyShardOpt,
+)
 from niclip_ray.errors import StageFailed
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS
 from niclip_ray.pipelines import text as text_stage
