@@ -9,7 +9,7 @@ import typer
 
 from niclip_ray.cli.console import SHOW_MAPS, err, print_map, report_stage, say
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import AtlasDirOpt, TopKOpt
+from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt
 
 #: At most this many maps get a console table.
 
@@ -44,18 +44,23 @@ def decode(
     csv: Annotated[bool, typer.Option("--csv/--no-csv", help="Also write per-map CSVs in the reference's format.")] = True,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Maps per output part.")] = 64,
     num_actors: Annotated[int | None, typer.Option("--num-actors", min=1, help="Decoder actors (default: per CPU).")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse maps with no sform/qform or only partly over the brain mask.")
+    ] = False,
+    fail_on_error: FailOnErrorOpt = False,
 ) -> None:
     """Decode brain maps with a model bundle.
 
     Writes OUT/decode/part-NNNNN.parquet (map_id, source_path, level, rank, term, prob,
-    similarity, likelihood, prior, bayes_factor, error), OUT/csv/{map}_{level}_predictions.csv,
-    and prints the top predictions when a few maps are given. A rerun resumes.
+    similarity, likelihood, prior, bayes_factor, error, warning), OUT/csv/{map}_{level}_predictions.csv,
+    and prints the top predictions when a few maps are given. A rerun resumes (maps whose
+    files changed are decoded again). Failed maps keep exit 0 unless --fail-on-error.
 
     Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
     """
     from niclip_ray.decoding.export import write_csvs
     from niclip_ray.decoding.map_files import collect_maps
-    from niclip_ray.errors import InputError
+    from niclip_ray.errors import InputError, StageFailed
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session
     from niclip_ray.tables import read_parts
@@ -75,6 +80,7 @@ def decode(
             hierarchical=hierarchical,
             shard_size=shard_size,
             num_actors=num_actors,
+            strict=strict,
         )
     report_stage(summary, quiet=opts.quiet)
     results = read_parts(out_dir / "decode").to_pandas()
@@ -84,16 +90,23 @@ def decode(
     if len(failed) > 10:
         err.print(f"warning: ... {len(failed) - 10} more failed maps (see the error column)", markup=False)
     decoded = results[results["error"] == ""]
+    warned = decoded[decoded["warning"] != ""].drop_duplicates("map_id")
+    for row in warned.head(10).itertuples():
+        err.print(f"warning: map {row.map_id}: {row.warning}", markup=False)
     if decoded.empty:
         raise InputError(f"none of the {len(items)} maps could be decoded")
+    if summary.n_failed_items:
+        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} maps (error column of {out_dir / 'decode'})",
+                  style="bold red", markup=False)
     atlas_ids = sorted(set(decoded["atlas_id"]))
     if any("standin" in a for a in atlas_ids):
         err.print(f"note: maps were projected on a stand-in atlas ({', '.join(atlas_ids)}), not DiFuMo", markup=False)
     if csv:
         written = write_csvs(results, out_dir / "csv")
-        say(f"{len(written)} CSV files -> {out_dir / 'csv'}", quiet=opts.quiet)
+        say(f"{sum(p.is_file() for p in written)} CSV files -> {out_dir / 'csv'}", quiet=opts.quiet)
     map_ids = sorted(set(decoded["map_id"]))
     if len(map_ids) <= SHOW_MAPS:
         for map_id in map_ids:
             print_map(map_id, decoded[decoded["map_id"] == map_id])
-
+    if fail_on_error and summary.n_failed_items:
+        raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} maps failed (--fail-on-error)")

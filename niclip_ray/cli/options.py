@@ -86,3 +86,6 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, ParameterError):
         return f"{flag_for(exc.param)} {exc.problem}"
     return str(exc)
+FailOnErrorOpt = Annotated[
+    bool, typer.Option("--fail-on-error", help="Exit 1 when any map or study failed (finished work is kept).")
+]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from niclip_ray.atlas.maps import load_map
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
 from niclip_ray.decoding.schema import RESULT_COLUMNS
 from niclip_ray.errors import ConfigError, InputError, ParameterError
@@ -33,6 +34,8 @@ from niclip_ray.vectors import l2_normalise
 log = logging.getLogger(__name__)
 
 _STANDIN_SEED = re.compile(r"standin-seed(\d+)$")
+#: Finite values beyond this (a millionth of float32's maximum) overflow in resampling.
+OVERFLOW_ABS = float(np.finfo(np.float32).max) / 1e6
 
 
 def resolve_atlas(bundle: Bundle, atlas_dir: str | os.PathLike | None = None, allow_atlas_mismatch: bool = False):
@@ -239,10 +242,19 @@ class Decoder:
         Raises
         ------
         InputError
-            Unreadable map, wrong dimensionality, all NaN, outside MNI space, or no signal
-            on the atlas (e.g. an all-zero map). The message names the map.
+            Unreadable map, wrong dimensionality, all NaN, outside MNI space, values near
+            float32's maximum (overflow), or no signal on the atlas (e.g. an all-zero map).
+            The message names the map.
         """
         label = name or (str(img) if not isinstance(img, nib.spatialimages.SpatialImage) else "in-memory image")
+        img = load_map(img, name=label)
+        data = np.asarray(img.dataobj)
+        peak = float(np.abs(data[np.isfinite(data)]).max())
+        if peak > OVERFLOW_ABS:
+            raise InputError(
+                f"map {label}: values reach {peak:.3g}, near float32's maximum ({np.finfo(np.float32).max:.3g}); "
+                "the map overflowed (rescale it)"
+            )
         beta = self.projector.project_image(img, name=label)
         if not np.any(beta) or not np.isfinite(beta).all():
             raise InputError(f"map {label}: no signal on the atlas (all zero inside the atlas after resampling)")

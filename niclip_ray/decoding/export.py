@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -37,21 +39,35 @@ def safe_name(map_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", map_id.replace(":", "-")).strip("_") or "map"
 
 
+def unique_names(map_ids: list[str]) -> dict[str, str]:
+    """A distinct :func:`safe_name` per map id: ids whose safe names collide get ``-<sha1[:8]>`` of the id."""
+    names = {map_id: safe_name(map_id) for map_id in map_ids}
+    taken = Counter(name.lower() for name in names.values())  # case-insensitive file systems too
+    return {
+        map_id: name if taken[name.lower()] == 1 else f"{name}-{hashlib.sha1(map_id.encode()).hexdigest()[:8]}"
+        for map_id, name in names.items()
+    }
+
+
 def write_csvs(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Write ``{map}_{level}_predictions.csv`` for every decoded map (rows without error).
+
+    Maps whose names collide once made file-safe (``a/m`` and ``a_m``) are told apart by
+    :func:`unique_names`, so every map keeps its own files.
 
     Returns
     -------
     list of Path
-        Files written, sorted.
+        Files written, sorted; one per map and level.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ok = results[results["error"].fillna("") == ""] if "error" in results.columns else results
+    names = unique_names(sorted({str(m) for m in ok["map_id"]}))
     written = []
     for map_id, rows in ok.groupby("map_id", sort=True):
         for level, table in reference_tables(rows).items():
-            path = out_dir / f"{safe_name(str(map_id))}_{level}_predictions.csv"
+            path = out_dir / f"{names[str(map_id)]}_{level}_predictions.csv"
             table.to_csv(path, index=False)
             written.append(path)
     return sorted(written)

@@ -2,12 +2,20 @@
 
 One manifest item per 3-D map: ``{"map_id", "source_path", "volume"}``. A 4-D file with
 several volumes gives one item per volume, ``map_id`` ``<name>:<k>`` and ``volume`` k
-(-1 for a 3-D file). Problems with a single file (unreadable, not NIfTI) do not stop the
-manifest: the item is kept and fails alone when decoded, with an error row naming it.
+(-1 for a 3-D file). Problems with a single file (unreadable, not NIfTI, a broken or
+looping symbolic link, recorded as ``input_error``) do not stop the manifest: the item is
+kept and fails alone when decoded, with an error row naming it.
+
+Before a map's data is read, :func:`check_map` checks its header: the size its voxels
+would take in memory (at most :data:`MAX_MAP_BYTES`), whether it has a spatial transform
+(sform or qform), and how much of the brain mask its field of view covers (at least
+:data:`MIN_MASK_OVERLAP`). The last two give a warning, or an error when strict.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -20,6 +28,10 @@ from niclip_ray.errors import InputError
 from niclip_ray.neurovault.collections import find_collection, is_collection_dir, read_collection
 
 _NIFTI = re.compile(r"\.nii(\.gz)?$")
+#: Largest map read into memory: its voxels as stored plus their float32 copy, in bytes.
+MAX_MAP_BYTES = 2 * 1024**3
+#: A map whose field of view covers a smaller fraction of the brain mask gets a warning.
+MIN_MASK_OVERLAP = 0.95
 
 
 def _stem(path: Path) -> str:
@@ -77,11 +89,16 @@ def collect_maps(
             if is_collection_dir(path):
                 items += _collection_items(path)
                 continue
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _NIFTI.search(p.name))
+            found = sorted(p for p in path.rglob("*") if _NIFTI.search(p.name) and (p.is_file() or p.is_symlink()))
             if not found:
                 raise InputError(f"directory {path} holds no .nii or .nii.gz file")
             for f in found:
-                items += _items(f"{path.name}/{_NIFTI.sub('', f.relative_to(path).as_posix())}", f)
+                map_id = f"{path.name}/{_NIFTI.sub('', f.relative_to(path).as_posix())}"
+                broken = _broken_link(f)
+                if broken:
+                    items.append({"map_id": map_id, "source_path": str(f), "volume": -1, "input_error": broken})
+                else:
+                    items += _items(map_id, f)
         else:
             files.append(path)
     stems = [_stem(f) for f in files]
@@ -97,6 +114,100 @@ def collect_maps(
     if dupes:
         raise InputError(f"these maps were given twice: {dupes[:5]}")
     return sorted(items, key=lambda i: i["map_id"])
+
+
+def _broken_link(path: Path) -> str:
+    """Why a path is a symbolic link that leads to no file ("" when it is not one)."""
+    if path.is_file() or not path.is_symlink():
+        return ""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop ({path} -> {os.readlink(path)})"
+        return f"broken symbolic link ({path} -> {os.readlink(path)}: {exc.strerror})"
+    return f"symbolic link to something that is not a file ({path} -> {os.readlink(path)})"
+
+
+def file_stamp(path: str | os.PathLike) -> dict | None:
+    """Size, modification time (ns) and sha256 of a file: what a resumed decode compares (None if unreadable)."""
+    try:
+        stat = os.stat(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+
+
+def mask_overlap(shape: tuple[int, ...], affine: np.ndarray, grid) -> float:
+    """Fraction of the brain-mask voxels of ``grid`` inside a voxel grid's field of view."""
+    world = grid.cache.get("mask_mm")
+    if world is None:
+        ijk = np.vstack(np.unravel_index(np.flatnonzero(grid.flat_to_masked >= 0), grid.shape)).astype(np.float64)
+        world = grid.cache["mask_mm"] = grid.affine[:3, :3] @ ijk + grid.affine[:3, 3:4]
+    to_voxels = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+    voxels = to_voxels[:3, :3] @ world + to_voxels[:3, 3:4]
+    size = np.asarray(shape[:3], dtype=np.float64)[:, None]
+    inside = ((voxels >= -0.5) & (voxels <= size - 0.5)).all(axis=0)
+    return float(inside.mean()) if inside.size else 0.0
+
+
+def check_map(item: dict, grid, strict: bool = False) -> str:
+    """Check a manifest item's header before its data is read; return its warning ("" if none).
+
+    Parameters
+    ----------
+    item : dict
+        A manifest item of :func:`collect_maps`.
+    grid : MaskGrid
+        The brain-mask grid the map is projected on.
+    strict : bool
+        Raise instead of warning about a missing transform or a partial overlap.
+
+    Raises
+    ------
+    InputError
+        The item's ``input_error`` (a broken link), a header claiming more than
+        :data:`MAX_MAP_BYTES`, or, when ``strict``, what would be its warning. A header
+        nibabel cannot read passes: :func:`niclip_ray.atlas.maps.load_map` names the problem.
+    """
+    label = f"map {item['map_id']}"
+    if item.get("input_error"):
+        raise InputError(f"{label}: {item['input_error']}")
+    try:
+        img = nib.load(item["source_path"])
+        shape = tuple(int(s) for s in img.shape)
+        itemsize = img.get_data_dtype().itemsize
+    except Exception:  # unreadable here; loading the map reports it
+        return ""
+    if len(shape) < 3:  # loading the map reports it
+        return ""
+    n_voxels = 1
+    for size in shape[:3] if int(item.get("volume", -1)) >= 0 else shape:
+        n_voxels *= size
+    needed = n_voxels * (itemsize + 4)
+    if needed > MAX_MAP_BYTES:
+        raise InputError(
+            f"{label}: its header claims {'x'.join(map(str, shape))} voxels of {img.get_data_dtype()}, "
+            f"{needed / 1024**3:.1f} GiB in memory, over the {MAX_MAP_BYTES / 1024**3:g} GiB limit per map; "
+            "nothing was read"
+        )
+    warnings = []
+    header = img.header
+    if "sform_code" in header and int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        warnings.append("no sform or qform in its header: placed by nibabel's fallback affine (voxel sizes only)")
+    try:
+        overlap = mask_overlap(shape, img.affine, grid)
+    except np.linalg.LinAlgError:
+        overlap = 0.0
+    if overlap < MIN_MASK_OVERLAP:
+        warnings.append(f"its field of view covers {overlap:.1%} of the brain mask; is it in MNI space?")
+    if warnings and strict:
+        raise InputError(f"{label}: {'; '.join(warnings)} (refused under --strict)")
+    return "; ".join(warnings)
 
 
 def _collection_items(directory: Path) -> list[dict]:

@@ -16,7 +16,8 @@ SCORE_COLUMNS = ("prob", "similarity", "likelihood", "prior", "bayes_factor")
 RANKING_COLUMNS = ("map_id", "level", "rank", "term")
 #: A decoder's tidy result (:meth:`niclip_ray.decoding.decoder.Decoder.transform`).
 RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS]
-#: A decode stage part: the result, where each map came from, its atlas, and its error.
+#: A decode stage part: the result, where each map came from, its atlas, its error, and a
+#: warning about its space (no sform/qform, partial overlap with the brain mask; "" if none).
 DECODE_SCHEMA = pa.schema(
     [
         ("map_id", pa.string()),
@@ -28,6 +29,7 @@ DECODE_SCHEMA = pa.schema(
         *[(name, pa.float64()) for name in SCORE_COLUMNS],
         ("atlas_id", pa.string()),
         ("error", pa.string()),
+        ("warning", pa.string()),
     ]
 )
 #: A baseline's rows: the decode columns a baseline has, its own score, and its name.

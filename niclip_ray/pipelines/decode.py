@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
-from niclip_ray.decoding.map_files import load_item
+from niclip_ray.decoding.map_files import check_map, file_stamp, load_item
 from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import load_bundle
@@ -27,8 +27,11 @@ from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 STAGE = "decode"
 
 
-def decode_items(decoder: Decoder, items: list[dict]) -> pa.Table:
+def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> pa.Table:
     """Decode one shard of manifest items with a ready decoder (pure; no Ray).
+
+    Each map's header is checked first (:func:`~niclip_ray.decoding.map_files.check_map`):
+    its warning goes to every row of the map, or, when ``strict``, becomes its error.
 
     Returns
     -------
@@ -36,9 +39,10 @@ def decode_items(decoder: Decoder, items: list[dict]) -> pa.Table:
         :data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`; a map that fails gets one row with its
         ``error`` and nulls elsewhere.
     """
-    betas, good, failed = [], [], []
+    betas, good, failed, warnings = [], [], [], {}
     for item in items:
         try:
+            warnings[item["map_id"]] = check_map(item, decoder.projector.grid, strict)
             betas.append(decoder.project(load_item(item), name=f"{item['map_id']} ({item['source_path']})"))
             good.append(item)
         except InputError as exc:
@@ -51,11 +55,13 @@ def decode_items(decoder: Decoder, items: list[dict]) -> pa.Table:
     frame["source_path"] = frame["map_id"].map(source)
     frame["atlas_id"] = decoder.atlas_id if good else ""
     frame["error"] = ""
+    frame["warning"] = frame["map_id"].map(warnings)
     errors = pd.DataFrame(
         {
             "map_id": [i["map_id"] for i, _ in failed],
             "source_path": [i["source_path"] for i, _ in failed],
             "error": [message for _, message in failed],
+            "warning": [""] * len(failed),
         }
     )
     table = pd.concat([frame, errors], ignore_index=True) if len(errors) else frame
@@ -74,6 +80,7 @@ def make_process(
     atlas_dir: str | None = None,
     allow_atlas_mismatch: bool = False,
     hierarchical: bool | None = None,
+    strict: bool = False,
 ) -> ProcessFn:
     """Process factory run inside each actor: build the decoder (and its projector) once."""
     decoder = Decoder(
@@ -85,7 +92,7 @@ def make_process(
         hierarchical=hierarchical,
     )
     decoder.projector  # noqa: B018 - build the projector now, not inside the first shard
-    return functools.partial(decode_items, decoder)
+    return functools.partial(decode_items, decoder, strict=strict)
 
 
 def validate(
@@ -130,15 +137,20 @@ def run(
     shard_size: int = 64,
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
+    strict: bool = False,
 ) -> StageSummary:
     """Decode ``maps`` (items of :func:`niclip_ray.decoding.map_files.collect_maps`) into ``out_dir``.
 
-    The bundle is checked (:func:`validate`) on the driver before any actor starts. A rerun with the same inputs and parameters skips finished shards.
+    The bundle is checked (:func:`validate`) on the driver before any actor starts. Each
+    map's file is fingerprinted (:func:`~niclip_ray.decoding.map_files.file_stamp`: size,
+    mtime and sha256), so a rerun skips finished shards only while their files are
+    unchanged; a shard with a changed file is decoded again. ``strict`` refuses maps
+    without a transform or only partly over the brain mask instead of warning.
 
     Returns
     -------
     StageSummary
-        Rows are prediction rows; each failed map counts as one failed row.
+        Counts maps (``unit="maps"``); rows are prediction rows, each failed map one row.
     """
     bundle_path = validate(bundle_path, atlas_dir, allow_atlas_mismatch, hierarchical)
     params = {
@@ -148,7 +160,9 @@ def run(
         "logit_scale": logit_scale,
         "atlas_dir": str(atlas_dir) if atlas_dir else None,
         "hierarchical": hierarchical,
+        "strict": strict,
     }
+    maps = [{**item, "file": file_stamp(item["source_path"])} for item in maps]
     factory = functools.partial(
         make_process,
         str(bundle_path),
@@ -157,6 +171,7 @@ def run(
         atlas_dir=str(atlas_dir) if atlas_dir else None,
         allow_atlas_mismatch=allow_atlas_mismatch,
         hierarchical=hierarchical,
+        strict=strict,
     )
     return run_stage(
         STAGE,
@@ -168,5 +183,6 @@ def run(
         shard_size=shard_size,
         num_actors=num_actors,
         cpus_per_actor=cpus_per_actor,
+        unit="maps",
     )
 

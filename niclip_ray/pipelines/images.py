@@ -37,7 +37,11 @@ DEFAULT_SHARD_SIZE = 256
 
 
 def study_items(corpus_dir: str | Path) -> list[dict]:
-    """One manifest item per study: ``study_id`` and its peaks ``coords`` (list of [x, y, z])."""
+    """One manifest item per study: ``study_id`` and its peaks ``coords`` (list of [x, y, z]).
+
+    The peaks are the shard's fingerprint: after a re-ingest that changes a study's peaks,
+    a rerun recomputes its shard (:func:`niclip_ray.pipelines.shards.check_stage_dir`).
+    """
     corpus = load_corpus(corpus_dir)
     coords = corpus.coordinates
     grouped = {

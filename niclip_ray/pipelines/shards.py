@@ -4,7 +4,10 @@ Every stage that turns many inputs into rows (image features, text features, dec
 follows the same recipe (see ``notes/ray-2.60.md`` §1, "Making a run resumable"):
 
 1. sort the manifest by its key and cut it into shards of ``shard_size`` items;
-2. drop shards whose ``part-NNNNN.parquet`` already exists with a readable footer;
+2. compare each shard's inputs (keys and contents: peaks, texts, file stamps) with those
+   ``_stage.json`` records for it, delete the parts whose inputs changed, and skip shards
+   whose ``part-NNNNN.parquet`` already exists with a readable footer; a run with other
+   parameters is refused, naming them. ``_stage.lock`` keeps a second run out;
 3. send one row per pending shard through ``map_batches`` on an actor pool whose actors
    do their heavy setup (atlas, language model) once;
 4. each actor writes its shard under a temporary name and renames it, so a killed job
@@ -20,13 +23,17 @@ returns ``process(items: list[dict]) -> pyarrow.Table``. It runs inside the acto
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ProcessFn = Callable[[list[dict]], pa.Table]
 MANIFEST_NAME = "_stage.json"
+LOCK_NAME = "_stage.lock"
 
 
 def shard_path(out_dir: str | Path, shard_id: int) -> Path:
@@ -67,29 +75,147 @@ def plan_shards(items: Sequence[dict], key: str, shard_size: int) -> list[list[d
     return [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
 
 
-def fingerprint(shards: list[list[dict]], key: str, params: dict) -> str:
-    """Hash of the shard layout and the stage parameters; a rerun must match it to resume."""
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+def item_digest(item: dict) -> str:
+    """Hash of one manifest item's content (its peaks, its text, its file's stamp)."""
+    return hashlib.sha256(json.dumps(item, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+
+
+def params_digest(params: dict) -> str:
+    """Hash of the stage parameters; a rerun must match it to resume."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def shard_digests(shards: list[list[dict]], key: str) -> tuple[list[str], dict[str, str]]:
+    """Per-shard hashes of the items' keys and contents, and per-item hashes by key."""
+    items = {str(item[key]): item_digest(item) for shard in shards for item in shard}
+    digests = []
     for shard in shards:
-        digest.update(("\x1f".join(str(item[key]) for item in shard) + "\x1e").encode())
-    return digest.hexdigest()[:16]
+        listing = "\x1e".join(f"{item[key]}\x1f{items[str(item[key])]}" for item in shard)
+        digests.append(hashlib.sha256(listing.encode()).hexdigest()[:16])
+    return digests, items
 
 
-def check_stage_dir(out_dir: Path, stage: str, print_: str, params: dict) -> None:
-    """Record this run's fingerprint, or refuse to mix it with a different earlier run."""
+def write_json_atomic(value: dict, path: Path) -> None:
+    """Write JSON under a temporary name and rename it, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_manifest(out_dir: Path) -> dict | None:
+    """The stage manifest of ``out_dir`` (None when there is none).
+
+    Raises
+    ------
+    InputError
+        When ``_stage.json`` is not a JSON object (damaged), saying how to recover.
+    """
     manifest = out_dir / MANIFEST_NAME
-    if manifest.is_file():
+    if not manifest.is_file():
+        return None
+    try:
         previous = json.loads(manifest.read_text())
-        if previous.get("fingerprint") != print_:
-            raise InputError(
-                f"{out_dir} holds a {previous.get('stage', 'stage')} run with other inputs or "
-                f"parameters ({previous.get('params')}); resume needs the same ones, or use a new --out"
-            )
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(
-        json.dumps({"stage": stage, "fingerprint": print_, "params": params}, indent=2, default=str)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        previous = exc
+    if not isinstance(previous, dict) or not isinstance(previous.get("params", {}), dict):
+        problem = previous if isinstance(previous, Exception) else "not a JSON object with params"
+        raise InputError(
+            f"{manifest} is damaged ({problem}); delete it and rerun to recompute every shard of {out_dir}, "
+            "or use a new --out"
+        )
+    return previous
+
+
+def differences(previous: dict, current: dict) -> str:
+    """``name: was X, now Y`` for every parameter that differs between two runs."""
+    names = sorted(set(previous) | set(current))
+    return "; ".join(
+        f"{name}: was {previous.get(name, '(unset)')!r}, now {current.get(name, '(unset)')!r}"
+        for name in names
+        if json.dumps(previous.get(name), default=str) != json.dumps(current.get(name), default=str)
     )
+
+
+def check_stage_dir(
+    out_dir: Path, stage: str, shards: list[list[dict]], key: str, params: dict
+) -> dict[int, list[str]]:
+    """Record this run in the stage manifest; drop the parts whose inputs changed since.
+
+    A shard is kept only when the manifest records the same keys and contents for it. The
+    stale parts are deleted before the new manifest is written, so a run killed in between
+    never leaves a part that the manifest vouches for wrongly. A directory with parts but
+    no manifest is recomputed whole: nothing says what its parts were made of.
+
+    Returns
+    -------
+    dict
+        Shard id -> keys of its changed (or new) items, for every finished part dropped.
+
+    Raises
+    ------
+    InputError
+        When the parameters differ from the earlier run's (naming each one that differs)
+        or the manifest is damaged.
+    """
+    previous = read_manifest(out_dir)
+    if previous is not None and params_digest(previous.get("params", {})) != params_digest(params):
+        raise InputError(
+            f"{out_dir} holds a {previous.get('stage', 'stage')} run with other parameters "
+            f"({differences(previous.get('params', {}), params)}); resume needs the same ones, or use a new --out"
+        )
+    digests, items = shard_digests(shards, key)
+    old_shards = (previous or {}).get("shards", [])
+    old_items = (previous or {}).get("items", {})
+    changed = {}
+    for shard_id, shard in enumerate(shards):
+        part = shard_path(out_dir, shard_id)
+        if part.exists() and (shard_id >= len(old_shards) or old_shards[shard_id] != digests[shard_id]):
+            keys = [str(i[key]) for i in shard if old_items.get(str(i[key])) != items[str(i[key])]]
+            changed[shard_id] = keys or [str(i[key]) for i in shard]  # moved between shards
+            part.unlink()
+    for extra in out_dir.glob("part-*.parquet"):
+        if int(extra.stem.split("-")[1]) >= len(shards):  # the input shrank: those rows are gone
+            extra.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        {"stage": stage, "params": params, "key": key, "shards": digests, "items": items},
+        out_dir / MANIFEST_NAME,
+    )
+    return changed
+
+
+@contextmanager
+def stage_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT/_stage.lock`` for a run; a second run into the same directory stops at once.
+
+    The lock is an ``flock`` on the file, so the system releases it when its run dies
+    (even by ``kill -9``); a leftover lock file is harmless.
+
+    Raises
+    ------
+    InputError
+        When another run holds the lock, naming its process.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_NAME
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InputError(
+                f"{out_dir} is being written by another run ({holder}); wait for it to finish "
+                "(a rerun then resumes), or use a new --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_shard(process: ProcessFn, shard_id: int, items: list[dict], out_dir: str | Path) -> dict:
@@ -151,7 +277,12 @@ class ShardWriter:
 
 @dataclass
 class StageSummary:
-    """What a stage run did: shards written now or earlier, rows ok/failed, failed shards."""
+    """What a stage run did: shards written now or earlier, rows and items ok/failed, failed shards.
+
+    ``unit`` names the stage's items (``maps``) when one item may give several rows; the
+    summary line then counts items. ``changed`` maps each shard recomputed because its
+    inputs changed to the keys of the changed items.
+    """
 
     stage: str
     out_dir: Path
@@ -161,31 +292,56 @@ class StageSummary:
     n_failed_rows: int = 0
     failed_shards: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    unit: str = ""
+    n_items: int = 0
+    n_failed_items: int = 0
+    changed: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def n_ok_rows(self) -> int:
         return self.n_rows - self.n_failed_rows
 
+    @property
+    def n_ok_items(self) -> int:
+        return self.n_items - self.n_failed_items
+
     def line(self) -> str:
         """A one-line human summary."""
+        counts = (
+            f"{self.n_ok_items} {self.unit} ok, {self.n_failed_items} failed"
+            if self.unit
+            else f"{self.n_ok_rows} ok, {self.n_failed_rows} failed rows"
+        )
         text = (
-            f"{self.stage}: {self.n_ok_rows} ok, {self.n_failed_rows} failed rows in "
-            f"{self.n_shards} shards ({self.n_skipped} already done) -> {self.out_dir} "
+            f"{self.stage}: {counts} in {self.n_shards} shards ({self.n_skipped} already done) -> {self.out_dir} "
             f"[{self.seconds:.1f} s]"
         )
+        if self.changed:
+            keys = sorted(k for keys in self.changed.values() for k in keys)
+            more = f", ... {len(keys) - 5} more" if len(keys) > 5 else ""
+            text += (
+                f"; recomputed {len(self.changed)} shards whose inputs changed "
+                f"({', '.join(keys[:5])}{more})"
+            )
         if self.failed_shards:
             text += f"; {len(self.failed_shards)} shards failed and stay pending"
         return text
 
 
-def count_rows(out_dir: Path) -> tuple[int, int]:
-    """Rows and failed rows over all finished shards of a stage directory."""
+def count_rows(out_dir: Path, key: str) -> tuple[int, int, int, int]:
+    """Rows, failed rows, items and failed items (an item with an error row) over all finished shards."""
     n_rows = n_failed = 0
+    items: set[str] = set()
+    failed_items: set[str] = set()
     for path in sorted(out_dir.glob("part-*.parquet")):
-        errors = pq.read_table(path, columns=["error"])["error"]
-        n_rows += len(errors)
-        n_failed += int(pc.sum(pc.not_equal(pc.fill_null(errors, ""), "")).as_py() or 0)
-    return n_rows, n_failed
+        table = pq.read_table(path, columns=[key, "error"])
+        failed = pc.not_equal(pc.fill_null(table["error"], ""), "")
+        n_rows += table.num_rows
+        n_failed += int(pc.sum(failed).as_py() or 0)
+        keys = pc.cast(table[key], pa.string())
+        items.update(keys.to_pylist())
+        failed_items.update(pc.filter(keys, failed).to_pylist())
+    return n_rows, n_failed, len(items), len(failed_items)
 
 
 def run_stage(
@@ -201,8 +357,13 @@ def run_stage(
     cpus_per_actor: float = 1.0,
     gpus_per_actor: float = 0.0,
     on_shard: Callable[[dict], None] | None = None,
+    unit: str = "",
 ) -> StageSummary:
     """Run a sharded stage on the current Ray, skipping shards finished earlier.
+
+    A shard whose inputs changed since its part was written (content, not only keys) is
+    recomputed; the summary says which. The run holds ``OUT/_stage.lock``
+    (:func:`stage_lock`): a second run into the same directory stops with an error.
 
     Parameters
     ----------
@@ -225,6 +386,9 @@ def run_stage(
         most one per pending shard); CPUs are shrunk so the pool never holds every CPU.
     on_shard : callable, optional
         Called with each shard's result as it completes (progress).
+    unit : str, optional
+        What one item is (``maps``), when an item may give several rows: the summary line
+        then counts items.
     """
     import ray
     import ray.data
@@ -234,32 +398,37 @@ def run_stage(
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()  # actors may run in another working directory
     shards = plan_shards(items, key, shard_size)
-    check_stage_dir(out_dir, stage, fingerprint(shards, key, params), params)
-    pending = [
-        {"shard_id": i, "items": json.dumps(shard, default=_json_default)}
-        for i, shard in enumerate(shards)
-        if not is_complete_parquet(shard_path(out_dir, i))
-    ]
-    summary = StageSummary(stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending))
-    if pending:
-        n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
-        if gpus_per_actor:
-            cpus = min(cpus, 1.0)
-        ds = ray.data.from_items(pending).map_batches(
-            ShardWriter,
-            fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir)},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_cpus=cpus,
-            num_gpus=gpus_per_actor,
+    with stage_lock(out_dir):
+        changed = check_stage_dir(out_dir, stage, shards, key, params)
+        for shard_id, keys in sorted(changed.items()):
+            log.warning("%s: shard %d is recomputed: its inputs changed (%s)", stage, shard_id, ", ".join(keys[:5]))
+        pending = [
+            {"shard_id": i, "items": json.dumps(shard, default=_json_default)}
+            for i, shard in enumerate(shards)
+            if not is_complete_parquet(shard_path(out_dir, i))
+        ]
+        summary = StageSummary(
+            stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending), unit=unit, changed=changed
         )
-        for result in ds.iter_rows():
-            result = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()}
-            if result["error"]:
-                summary.failed_shards[int(result["shard_id"])] = str(result["error"])
-            if on_shard is not None:
-                on_shard(result)
-    summary.n_rows, summary.n_failed_rows = count_rows(out_dir)
+        if pending:
+            n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
+            if gpus_per_actor:
+                cpus = min(cpus, 1.0)
+            ds = ray.data.from_items(pending).map_batches(
+                ShardWriter,
+                fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir)},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=n_actors),
+                num_cpus=cpus,
+                num_gpus=gpus_per_actor,
+            )
+            for result in ds.iter_rows():
+                result = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()}
+                if result["error"]:
+                    summary.failed_shards[int(result["shard_id"])] = str(result["error"])
+                if on_shard is not None:
+                    on_shard(result)
+    summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, key)
     summary.seconds = time.perf_counter() - started
     return summary
 

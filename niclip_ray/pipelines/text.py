@@ -11,7 +11,8 @@ Output ``features/text/part-NNNNN.parquet`` (one row per study of ``studies.parq
 
 Each actor loads the model once. On a cluster with GPUs there is one actor per GPU
 (``num_gpus=1``, bf16 by default); without GPUs, CPU actors with fractional CPUs. The
-texts travel inside the shard manifest, so actors never re-read the corpus.
+texts travel inside the shard manifest, so actors never re-read the corpus, and a rerun
+recomputes a shard whose texts changed.
 
 Also here: :func:`embed_texts` (a short list of texts, e.g. a vocabulary, embedded in one
 Ray task on a GPU when there is one) and :func:`read_text_features` (the stage's output as
@@ -21,7 +22,6 @@ a matrix); :mod:`niclip_ray.pipelines.vocab` builds the vocabulary with both.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
-from niclip_ray.pipelines.shards import MANIFEST_NAME, ProcessFn, StageSummary, run_stage
+from niclip_ray.pipelines.shards import ProcessFn, StageSummary, read_manifest, run_stage
 from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
@@ -326,8 +326,8 @@ def read_text_features(text_features: str | Path, train_ids: Sequence[str] | Non
 
 def stage_max_length(directory: str | Path) -> int | None:
     """The window size a text stage directory was computed with (from its manifest)."""
-    manifest = Path(directory) / MANIFEST_NAME
-    if not manifest.is_file():
+    manifest = read_manifest(Path(directory))
+    if manifest is None:
         return None
-    value = json.loads(manifest.read_text()).get("params", {}).get("max_length")
+    value = manifest.get("params", {}).get("max_length")
     return int(value) if value else None

@@ -75,7 +75,7 @@ def test_stage_resumes_without_duplicates(ray_local, tmp_path):
 
 def test_stage_refuses_to_mix_runs(ray_local, tmp_path):
     run_stage("toy", ITEMS[:2], key="id", out_dir=tmp_path, factory=make_square, params={"p": 1}, shard_size=5)
-    with pytest.raises(InputError, match="other inputs or parameters"):
+    with pytest.raises(InputError, match=r"other parameters \(p: was 1, now 2\)"):
         run_stage("toy", ITEMS[:2], key="id", out_dir=tmp_path, factory=make_square, params={"p": 2}, shard_size=5)
 
 

@@ -9,7 +9,8 @@ import typer
 from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.cli.console import err, report_stage, shard_progress
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, StageOutOpt, StudyShardOpt
+from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, FailOnErrorOpt, StageOutOpt, StudyShardOpt
+from niclip_ray.errors import StageFailed
 from niclip_ray.pipelines import images as images_stage
 from niclip_ray.runtime import ray_session
 
@@ -25,6 +26,7 @@ def images(
     standin: Annotated[
         bool, typer.Option("--standin/--no-standin", help="Fall back to the offline stand-in atlas.")
     ] = True,
+    fail_on_error: FailOnErrorOpt = False,
 ) -> None:
     """Project each study's MKDA map (10 mm spheres) on DiFuMo by least squares.
 
@@ -51,3 +53,8 @@ def images(
             on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)
+    if summary.n_failed_items:
+        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} studies (error column of {out_dir})",
+                  style="bold red", markup=False)
+        if fail_on_error:
+            raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} studies failed (--fail-on-error)")

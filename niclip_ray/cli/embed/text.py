@@ -6,9 +6,21 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import report_stage, shard_progress
+from niclip_ray.cli.console import err, report_stage, shard_progress
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import BaseModelOpt, BatchSizeOpt, CorpusOpt, DtypeOpt, MaxLengthOpt, ModelOpt, SectionOpt, StageOutOpt, StudyShardOpt
+from niclip_ray.cli.options import (
+    BaseModelOpt,
+    BatchSizeOpt,
+    CorpusOpt,
+    DtypeOpt,
+    FailOnErrorOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    SectionOpt,
+    StageOutOpt,
+    StudyShardOpt,
+)
+from niclip_ray.errors import StageFailed
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.runtime import ray_session
@@ -29,6 +41,7 @@ def text(
     ] = DEFAULT_MAX_TOKENS,
     num_actors: Annotated[int | None, typer.Option(min=1, help="Actors (default: one per GPU, else one).")] = None,
     shard_size: StudyShardOpt = text_stage.DEFAULT_SHARD_SIZE,
+    fail_on_error: FailOnErrorOpt = False,
 ) -> None:
     """Embed each study's abstract or body: mean last hidden state over max-length windows.
 
@@ -53,3 +66,8 @@ def text(
             on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)
+    if summary.n_failed_items:
+        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} studies (error column of {out_dir})",
+                  style="bold red", markup=False)
+        if fail_on_error:
+            raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} studies failed (--fail-on-error)")
