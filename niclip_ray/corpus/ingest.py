@@ -16,6 +16,9 @@ from niclip_ray.tables import read_parquet_checked, write_parquet_atomic
 
 FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "errors": "errors.parquet"}
 
+#: Sections a corpus may store as raw bytes: the text stage flags invalid UTF-8 per study.
+RAW_TEXT_SECTIONS = ("abstract", "body")
+
 
 def read_source(source: str, allow_pickle: bool = False) -> RawCorpus:
     """Read any supported SOURCE into a :class:`RawCorpus`.
@@ -128,7 +131,7 @@ def load_corpus(corpus_dir: str | Path, require_studies: bool = True) -> Corpus:
         raise InputError(f"{corpus_dir} is not a corpus directory (missing {', '.join(FILES[m] for m in missing)})")
     errors_path = corpus_dir / FILES["errors"]
     corpus = Corpus(
-        read_parquet_checked(corpus_dir / FILES["studies"]).to_pandas(),
+        read_parquet_checked(corpus_dir / FILES["studies"], allow_binary=RAW_TEXT_SECTIONS).to_pandas(),
         read_parquet_checked(corpus_dir / FILES["coordinates"]).to_pandas(),
         read_parquet_checked(errors_path).to_pandas() if errors_path.is_file() else pd.DataFrame(),
     )
