@@ -27,6 +27,7 @@ from niclip_ray.cli.cluster import app as cluster_app
 from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.predict import predict
 from niclip_ray.cli.runconfig import default_map, load_run_config
+from niclip_ray.cli.serve import app as serve_app
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
@@ -55,6 +56,7 @@ app.command()(train)
 app.add_typer(model_app, name="model")
 app.command()(decode)
 app.command()(predict)
+app.add_typer(serve_app, name="serve")
 
 
 def _version(value: bool) -> None:
