@@ -11,7 +11,7 @@ import typer
 from niclip_ray.cli.console import say
 from niclip_ray.cli.context import options
 
-app = typer.Typer(help="Serve a model bundle over HTTP (Ray Serve, FastAPI): the API and a web page.")
+app = typer.Typer()
 
 
 @app.callback(invoke_without_command=True)
@@ -72,18 +72,16 @@ def serve(
                                allow_atlas_mismatch=allow_atlas_mismatch, token=token,
                                max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     with ray_session(opts.ray_options()):
-        url = start_service(settings, host=host, port=port, replicas=replicas)
-        say(f"serving {bundle} at {url}/ ({replicas} replica(s){', token required' if token else ''})",
-            quiet=False)
-        if detach:
-            return
         try:
-            while True:
+            url = start_service(settings, host=host, port=port, replicas=replicas)
+            say(f"serving {bundle} at {url}/ ({replicas} replica(s){', token required' if token else ''})")
+            while not detach:
                 time.sleep(1.0)
         except KeyboardInterrupt:
             say("stopping the service", quiet=opts.quiet)
         finally:
-            stop_service()
+            if not detach:
+                stop_service()
 
 
 @app.command()

@@ -37,10 +37,12 @@ def start_service(settings: ServiceSettings, host: str = "127.0.0.1", port: int 
     from ray import serve
 
     n, actor_options = replica_resources(replicas)
-    serve.start(http_options={"host": host, "port": int(port), "request_timeout_s": REQUEST_TIMEOUT_S})
+    quiet = {"log_level": "WARNING"}  # no per-request access lines on the console
+    serve.start(http_options={"host": host, "port": int(port), "request_timeout_s": REQUEST_TIMEOUT_S},
+                logging_config=quiet)
     app = DecodeService.options(num_replicas=n, ray_actor_options=actor_options).bind(settings)
     try:
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)
     except RuntimeError as exc:
         raise ConfigError(f"the decoding service did not start: {str(exc).splitlines()[0]}") from exc
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{int(port)}"
