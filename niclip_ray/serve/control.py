@@ -72,10 +72,15 @@ def service_status() -> dict:
     app = serve.status().applications.get(APP_NAME)
     if app is None:
         return {}
-    return {"status": str(app.status.value if hasattr(app.status, "value") else app.status),
-            "deployments": {name: {"status": str(d.status.value if hasattr(d.status, "value") else d.status),
-                                   "replicas": {str(k): v for k, v in d.replica_states.items()}}
+    return {"status": _name(app.status),
+            "deployments": {name: {"status": _name(d.status),
+                                   "replicas": {_name(k): n for k, n in d.replica_states.items()}}
                             for name, d in app.deployments.items()}}
+
+
+def _name(state) -> str:
+    """An enum state's plain name (``RUNNING``)."""
+    return str(getattr(state, "value", state))
 
 
 def stop_service() -> bool:

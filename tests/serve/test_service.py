@@ -126,3 +126,11 @@ def test_upload_never_reads_server_paths(service, toy):
     assert response.status_code == 400
     response = decode(service, b"", {"path": str(bundle / "manifest.json")})
     assert response.status_code == 400 and "no body" in response.json()["detail"]
+
+
+def test_status_reports_the_running_replica(service):
+    from niclip_ray.serve.control import service_status
+
+    state = service_status()
+    assert state["status"] == "RUNNING"
+    assert state["deployments"]["NiclipDecoder"]["replicas"] == {"RUNNING": 1}
