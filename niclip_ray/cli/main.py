@@ -29,6 +29,7 @@ from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.predict import predict
 from niclip_ray.cli.search import app as search_app
 from niclip_ray.cli.runconfig import default_map, load_run_config
+from niclip_ray.cli.serve import app as serve_app
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
@@ -59,6 +60,7 @@ app.command()(decode)
 app.command()(predict)
 app.add_typer(index_app, name="index")
 app.add_typer(search_app, name="search")
+app.add_typer(serve_app, name="serve")
 
 
 def _version(value: bool) -> None:

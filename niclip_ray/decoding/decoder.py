@@ -159,6 +159,56 @@ class Decoder:
         self._projector = projector
         self._atlas = None
 
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike, **kwargs) -> Decoder:
+        """A decoder for the bundle directory ``path`` (keyword arguments as the constructor's)."""
+        return cls(path, **kwargs)
+
+    @classmethod
+    def from_reference(
+        cls,
+        *,
+        model: str | os.PathLike,
+        vocabulary: str | os.PathLike,
+        vocabulary_emb: str | os.PathLike,
+        vocabulary_prior: str | os.PathLike,
+        cognitiveatlas: str | os.PathLike | None = None,
+        reduced: bool = True,
+        mask: str | os.PathLike | None = None,
+        logit_scale: float = 20.0,
+        **kwargs,
+    ) -> Decoder:
+        """A decoder for the original NiCLIP files, as ``niclip-ray predict`` reads them.
+
+        Parameters
+        ----------
+        model, vocabulary, vocabulary_emb, vocabulary_prior : path
+            CLIP weights ``.pth``, names ``.txt``, embeddings ``.npy`` ``(V, D)`` and prior
+            ``.npy`` ``(V,)`` (or ``name, prior`` CSV).
+        cognitiveatlas : path, optional
+            Cognitive Atlas directory; with it, concepts and domains are decoded too.
+        reduced : bool
+            Reduced Cognitive Atlas task set.
+        mask : path, optional
+            Brain mask NIfTI giving the resampling grid.
+        logit_scale : float
+            Similarity scale (the paper's jobs use 20; the original CLI's default is 10).
+        **kwargs
+            The constructor's other keywords (``topk``, ``hierarchical``, ``atlas_dir``,
+            ``allow_atlas_mismatch``). ``atlas_dir`` defaults, as for ``predict``, to
+            ``$BRAINDEC_DATA/nilearn`` when it holds DiFuMo.
+        """
+        from niclip_ray.decoding.predict import braindec_atlas_dir
+        from niclip_ray.model.reference import bundle_from_reference
+
+        bundle = bundle_from_reference(
+            model, vocabulary, vocabulary_emb, vocabulary_prior,
+            cognitiveatlas=cognitiveatlas, reduced=reduced, mask=mask, logit_scale=logit_scale,
+        )
+        if kwargs.get("atlas_dir") is None:
+            kwargs["atlas_dir"] = braindec_atlas_dir()
+        return cls(bundle, logit_scale=logit_scale, **kwargs)
+
     def get_params(self) -> dict:
         """The constructor's parameters, as scikit-learn's and NiMARE's estimators give them.
 
@@ -303,17 +353,45 @@ class Decoder:
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
         return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
 
-    def transform(self, img: str | os.PathLike | nib.Nifti1Image, map_id: str | None = None) -> pd.DataFrame:
-        """Decode one 3-D map (path or image) into a tidy frame (see :meth:`decode_features`)."""
+    def transform(
+        self,
+        imgs: str | os.PathLike | nib.Nifti1Image | list,
+        map_id: str | list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Decode 3-D maps into one tidy frame (see :meth:`decode_features`).
+
+        Parameters
+        ----------
+        imgs : path, nibabel image, or list of them
+        map_id : str or list of str, optional
+            Map identifiers, one per map. Default: the file name without ``.nii[.gz]``;
+            ``map`` for one in-memory image, ``map-{i}`` for the i-th in a list.
+
+        Raises
+        ------
+        InputError
+            A map cannot be decoded (the message names it).
+        ParameterError
+            ``map_id`` does not give one distinct id per map.
+        """
+        many = isinstance(imgs, (list, tuple))
+        images = list(imgs) if many else [imgs]
         if map_id is None:
-            map_id = _default_id(img)
-        name = map_id if isinstance(img, nib.spatialimages.SpatialImage) else None
-        return self.decode_features(self.project(img, name=name)[None, :], [map_id])
+            ids = [_default_id(img, i if many else None) for i, img in enumerate(images)]
+        else:
+            ids = list(map_id) if isinstance(map_id, (list, tuple)) else [map_id]
+        if len(ids) != len(images) or len(set(ids)) != len(ids):
+            raise ParameterError("map_id", f"needs one distinct id per map; got {ids} for {len(images)} maps")
+        betas = [
+            self.project(img, name=i if isinstance(img, nib.spatialimages.SpatialImage) else None)
+            for img, i in zip(images, ids)
+        ]
+        return self.decode_features(np.stack(betas) if betas else np.zeros((0, 1), np.float32), ids)
 
 
-def _default_id(img) -> str:
+def _default_id(img, index: int | None = None) -> str:
     if isinstance(img, nib.spatialimages.SpatialImage):
-        return "map"
+        return "map" if index is None else f"map-{index}"
     name = Path(img).name
     return re.sub(r"\.nii(\.gz)?$", "", name)
 

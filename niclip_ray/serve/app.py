@@ -1,0 +1,191 @@
+"""The Serve deployment: a FastAPI ingress around one :class:`Decoder` per replica.
+
+Each replica loads the bundle and builds the atlas projector once, in its constructor.
+Decode requests from all clients are gathered by ``@serve.batch`` and run as one
+vectorised :meth:`~niclip_ray.decoding.decoder.Decoder.decode_features` call, in a worker
+thread so the replica keeps accepting requests (which form the next batch) meanwhile.
+"""
+
+import asyncio
+import hmac
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from ray import serve
+from starlette.requests import Request as StarletteRequest
+
+from niclip_ray.atlas.maps import load_map
+from niclip_ray.atlas.resample import on_grid
+from niclip_ray.decoding.decoder import Decoder
+from niclip_ray.errors import InputError
+from niclip_ray.serve.page import glass_brain_png, render_page
+from niclip_ray.serve.responses import decode_response, parse_levels
+from niclip_ray.serve.uploads import MAX_UPLOAD_BYTES, UploadError, map_checks, read_nifti
+
+#: Most maps decoded in one batch, and how long a batch waits to fill.
+MAX_BATCH_SIZE = 8
+BATCH_WAIT_S = 0.01
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What each replica needs: the bundle, its atlas, the token and the upload limit."""
+
+    bundle: str
+    atlas_dir: str | None = None
+    allow_atlas_mismatch: bool = False
+    token: str | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+api = FastAPI(title="niclip-ray", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"the upload is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadError(413, f"the upload is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def upload_bytes(request: Request, limit: int) -> bytes:
+    """The image bytes: the raw body, or the single file of a multipart upload."""
+    body = await read_body(request, limit)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return body
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await StarletteRequest(request.scope, receive=replay).form(max_files=1, max_fields=8)
+    files = [value for value in form.values() if hasattr(value, "read")]
+    if len(files) != 1:
+        raise UploadError(400, "a multipart upload needs exactly one file part")
+    return await files[0].read()
+
+
+@serve.deployment(name="NiclipDecoder", max_ongoing_requests=32, health_check_period_s=5,
+                  health_check_timeout_s=30, graceful_shutdown_timeout_s=5)
+@serve.ingress(api)
+class DecodeService:
+    """One replica: the decoder, the page, the counters behind ``/metrics``."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.decoder = Decoder(settings.bundle, topk=None, atlas_dir=settings.atlas_dir,
+                               allow_atlas_mismatch=settings.allow_atlas_mismatch)
+        self.decoder.projector  # noqa: B018 - build it now, not in the first request
+        self.description = self.decoder.describe()
+        self.page = render_page(self.description)
+        self.counters = {"requests": 0, "decoded": 0, "rejected": 0, "batches": 0, "batched_maps": 0,
+                         "decode_seconds": 0.0}
+
+    def authorize(self, request: Request) -> None:
+        """401 unless the request carries the configured bearer token (when one is configured)."""
+        token = self.settings.token
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+            raise HTTPException(401, "a valid 'Authorization: Bearer <token>' header is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/", response_class=HTMLResponse)
+    async def index(self, request: Request) -> str:
+        self.authorize(request)
+        return self.page
+
+    @api.get("/v1/model")
+    async def model(self, request: Request) -> dict:
+        self.authorize(request)
+        manifest = json.loads((Path(self.settings.bundle) / "manifest.json").read_text())
+        return {"manifest": manifest, "describe": self.description,
+                "vocabulary_sizes": self.description["n_terms"]}
+
+    @api.get("/metrics")
+    async def metrics(self, request: Request) -> dict:
+        self.authorize(request)
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"replica": serve.get_replica_context().replica_id.unique_id, "pid": os.getpid(),
+                "peak_rss_mib": round(peak_kib / 1024, 1), **self.counters}
+
+    @api.post("/v1/decode")
+    async def decode(
+        self,
+        request: Request,
+        levels: str = "task,concept,domain",
+        top_k: int = Query(10, ge=1, le=10_000),
+        hierarchical: bool | None = None,
+        plot: bool = False,
+    ) -> dict:
+        self.authorize(request)
+        self.counters["requests"] += 1
+        try:
+            if hierarchical and not self.decoder.hierarchical:
+                raise UploadError(422, "hierarchical=true needs a bundle with an ontology")
+            try:
+                wanted = parse_levels(levels, self.decoder.hierarchical if hierarchical is None else hierarchical)
+            except ValueError as exc:
+                raise UploadError(422, str(exc)) from exc
+            img = read_nifti(await upload_bytes(request, self.settings.max_upload_bytes),
+                             self.settings.max_upload_bytes)
+            result = await self.decode_batch(img)
+            if isinstance(result, InputError):
+                raise UploadError(422, str(result))
+        except UploadError as exc:
+            self.counters["rejected"] += 1
+            raise HTTPException(exc.status, exc.reason) from exc
+        frame, checks = result
+        body = decode_response(frame, wanted, top_k, checks, {
+            "bundle_sha256": self.description["bundle_sha256"], "atlas_id": self.description["atlas_id"],
+            "logit_scale": self.description["logit_scale"]})
+        if plot:
+            body["plot"] = await asyncio.to_thread(glass_brain_png, load_map(img, name="upload"))
+        self.counters["decoded"] += 1
+        return body
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def decode_batch(self, images: list) -> list:
+        """Decode a batch of uploads; each result is ``(frame, checks)`` or the map's InputError."""
+        return await asyncio.to_thread(self.decode_many, images)
+
+    def decode_many(self, images: list) -> list:
+        start = time.perf_counter()
+        betas, results = [], []
+        for img in images:
+            try:
+                betas.append(self.decoder.project(img, name="upload"))
+                results.append(None)
+            except InputError as exc:
+                results.append(exc)
+        ids = [f"upload-{i}" for i, r in enumerate(results) if r is None]
+        if ids:
+            frame = self.decoder.decode_features(np.stack(betas), ids)
+            grid = self.decoder.projector.grid
+            for i, img in enumerate(images):
+                if results[i] is None:
+                    shape = img.shape[:3]
+                    results[i] = (frame[frame["map_id"] == f"upload-{i}"].reset_index(drop=True),
+                                  map_checks(img, resampled=not on_grid(shape, img.affine, grid)))
+        self.counters["batches"] += 1
+        self.counters["batched_maps"] += len(images)
+        self.counters["decode_seconds"] += time.perf_counter() - start
+        return results

@@ -1,0 +1,108 @@
+"""The service's web page (``GET /``) and the brain plot it shows (rendered on the server)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from string import Template
+
+import nibabel as nib
+
+
+def glass_brain_png(img: nib.spatialimages.SpatialImage) -> str:
+    """A nilearn glass-brain plot of ``img`` as a ``data:image/png;base64,...`` URL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    figure = plt.figure(figsize=(7, 2.6))
+    try:
+        plotting.plot_glass_brain(img, figure=figure, plot_abs=False, colorbar=True, threshold="auto")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+    finally:
+        plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def caveats(description: dict) -> list[str]:
+    """The warnings the page shows about the model (from :meth:`Decoder.describe`)."""
+    notes = []
+    if description.get("atlas_standin"):
+        notes.append(f"The atlas is a stand-in ({description['atlas_id']}), not the real DiFuMo: "
+                     "predictions are for testing the service, not for interpretation.")
+    n_train = description.get("n_train_studies")
+    if n_train is not None and n_train < 5000:
+        notes.append(f"The model was trained on {n_train} studies only (the paper's model used ~23,000 "
+                     "full texts): expect weak, noisy rankings.")
+    notes.append("Probabilities are posteriors over this vocabulary, not evidence that a task was performed.")
+    return notes
+
+
+_PAGE = Template("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>NiCLIP decoder</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:70em;margin:1em auto;padding:0 1em;color:#222}
+#drop{border:2px dashed #888;border-radius:8px;padding:2em;text-align:center;cursor:pointer}
+#drop.over{background:#eef}
+.caveat{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em;margin:.3em 0}
+table{border-collapse:collapse;margin:.5em 1em .5em 0;vertical-align:top;display:inline-table}
+td,th{border-bottom:1px solid #ddd;padding:.2em .6em;text-align:left}
+#error{color:#b00020}
+</style></head><body>
+<h1>NiCLIP decoder</h1>
+<p>Model <code>$bundle</code>, atlas <code>$atlas</code>, $n_tasks tasks.</p>
+$caveats
+<div id="drop">Drop a NIfTI map (.nii or .nii.gz) here, or <label>choose one
+<input id="file" type="file" accept=".nii,.gz"></label></div>
+<p id="status"></p><p id="error"></p>
+<img id="brain" alt="glass brain plot of the uploaded map" style="display:none;max-width:100%">
+<div id="tables"></div>
+<script>
+const drop = document.getElementById("drop"), input = document.getElementById("file");
+function esc(s){return String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");}
+function fmt(x){return x === null ? "" : (typeof x === "number" ? x.toPrecision(4) : esc(x));}
+async function decode(file){
+  document.getElementById("status").textContent = "decoding " + file.name + "...";
+  document.getElementById("error").textContent = "";
+  const body = new FormData(); body.append("file", file);
+  const response = await fetch("v1/decode?top_k=10&plot=true", {method: "POST", body});
+  const data = await response.json();
+  if (!response.ok){ document.getElementById("status").textContent = "";
+    document.getElementById("error").textContent = data.detail; return; }
+  const brain = document.getElementById("brain"); brain.src = data.plot; brain.style.display = "block";
+  let out = "";
+  for (const [level, rows] of Object.entries(data.results)){
+    out += '<table id="table-' + level + '"><caption>' + level + 's</caption><tr><th>rank</th><th>term</th><th>prob</th>'
+      + (level === "task" ? "<th>bayes factor</th>" : "") + "</tr>";
+    for (const r of rows) out += '<tr class="row-' + level + '"><td>' + r.rank + "</td><td>" + esc(r.term)
+      + "</td><td>" + fmt(r.prob) + "</td>" + (level === "task" ? "<td>" + fmt(r.bayes_factor) + "</td>" : "") + "</tr>";
+    out += "</table>";
+  }
+  document.getElementById("tables").innerHTML = out;
+  const m = data.map;
+  document.getElementById("status").textContent = file.name + ": grid " + m.shape.join("x") + " at "
+    + m.voxel_mm.join("x") + " mm, " + (m.resampled ? "resampled" : "on the model's grid") + ", "
+    + m.nan_count + " NaN voxels";
+}
+input.addEventListener("change", () => input.files.length && decode(input.files[0]));
+drop.addEventListener("dragover", e => {e.preventDefault(); drop.classList.add("over");});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", e => {e.preventDefault(); drop.classList.remove("over");
+  if (e.dataTransfer.files.length) decode(e.dataTransfer.files[0]);});
+</script></body></html>
+""")
+
+
+def render_page(description: dict) -> str:
+    """The HTML of ``GET /`` for a decoder's :meth:`describe` output."""
+    notes = "\n".join(f'<p class="caveat">{html.escape(note)}</p>' for note in caveats(description))
+    return _PAGE.substitute(
+        bundle=html.escape(str(description.get("bundle_sha256"))),
+        atlas=html.escape(str(description["atlas_id"])),
+        n_tasks=int(description["n_terms"]["task"]),
+        caveats=notes,
+    )
