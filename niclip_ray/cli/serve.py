@@ -33,6 +33,10 @@ def serve(
     allow_atlas_mismatch: Annotated[
         bool, typer.Option("--allow-atlas-mismatch", help="Serve even if the atlas found is not the bundle's.")
     ] = False,
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Study index (from `index build` with this bundle) to serve "
+                                  "/v1/search/image and /v1/search/text.")
+    ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="On a cluster (--address): leave the service running and return.")
     ] = False,
@@ -41,7 +45,10 @@ def serve(
 
     Endpoints: POST /v1/decode (a .nii/.nii.gz body or multipart upload; query levels,
     top_k, hierarchical), GET /v1/model, GET /healthz, GET /metrics, and GET / (a page to
-    upload a map and see its glass brain and ranked tasks, concepts and domains).
+    upload a map and see its glass brain and ranked tasks, concepts and domains). With
+    --index: POST /v1/search/image (a map body; query top_k, against=text|image) and
+    GET /v1/search/text?q=QUERY&top_k= (nearest studies and the predicted map's atlas
+    coefficients); without it they answer 404.
     Manage a detached service with `niclip-ray --address ADDR serve status|stop`.
 
     Example: niclip-ray serve --model work/demo/train/bundle --port 8000
@@ -68,9 +75,14 @@ def serve(
         if not token:
             raise InputError(f"--token-file {token_file} is empty")
     bundle = validate(model, atlas_dir, allow_atlas_mismatch)
+    if index is not None:
+        from niclip_ray.retrieval import Index
+
+        Index(index, bundle, atlas_dir=atlas_dir)  # refuse a missing index or one of another bundle here
     settings = ServiceSettings(bundle=str(bundle), atlas_dir=str(atlas_dir) if atlas_dir else None,
                                allow_atlas_mismatch=allow_atlas_mismatch, token=token,
-                               max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+                               max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                               index=str(Path(index).resolve()) if index is not None else None)
     with ray_session(opts.ray_options()):
         try:
             url = start_service(settings, host=host, port=port, replicas=replicas)

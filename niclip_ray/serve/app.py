@@ -4,6 +4,8 @@ Each replica loads the bundle and builds the atlas projector once, in its constr
 Decode requests from all clients are gathered by ``@serve.batch`` and run as one
 vectorised :meth:`~niclip_ray.decoding.decoder.Decoder.decode_features` call, in a worker
 thread so the replica keeps accepting requests (which form the next batch) meanwhile.
+With a study index, each replica also loads one :class:`~niclip_ray.retrieval.Index` and
+answers ``/v1/search/image`` and ``/v1/search/text`` with its numbers.
 """
 
 import asyncio
@@ -25,8 +27,9 @@ from niclip_ray.atlas.maps import load_map
 from niclip_ray.atlas.resample import on_grid
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.errors import InputError
+from niclip_ray.retrieval import Index
 from niclip_ray.serve.page import glass_brain_png, render_page
-from niclip_ray.serve.responses import decode_response, parse_levels
+from niclip_ray.serve.responses import decode_response, parse_levels, search_response
 from niclip_ray.serve.uploads import MAX_UPLOAD_BYTES, UploadError, map_checks, read_nifti
 
 #: Most maps decoded in one batch, and how long a batch waits to fill.
@@ -36,13 +39,17 @@ BATCH_WAIT_S = 0.01
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """What each replica needs: the bundle, its atlas, the token and the upload limit."""
+    """What each replica needs: the bundle, its atlas, the token, the upload limit, an optional study index."""
 
     bundle: str
     atlas_dir: str | None = None
     allow_atlas_mismatch: bool = False
     token: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    index: str | None = None
+
+#: The 404 reason of the search endpoints when the service runs without a study index.
+NO_INDEX = "this service has no study index; start it with 'niclip-ray serve --index DIR' to search"
 
 
 api = FastAPI(title="niclip-ray", docs_url=None, redoc_url=None, openapi_url=None)
@@ -91,8 +98,12 @@ class DecodeService:
         self.decoder.projector  # noqa: B018 - build it now, not in the first request
         self.description = self.decoder.describe()
         self.page = render_page(self.description)
+        self.index = None
+        if settings.index is not None:
+            self.index = Index(settings.index, self.decoder.bundle, atlas_dir=settings.atlas_dir)
+            self.index.ridge  # noqa: B018 - fit it now, not in the first text query
         self.counters = {"requests": 0, "decoded": 0, "rejected": 0, "batches": 0, "batched_maps": 0,
-                         "decode_seconds": 0.0}
+                         "decode_seconds": 0.0, "searches": 0}
 
     def authorize(self, request: Request) -> None:
         """401 unless the request carries the configured bearer token (when one is configured)."""
@@ -189,3 +200,50 @@ class DecodeService:
         self.counters["batched_maps"] += len(images)
         self.counters["decode_seconds"] += time.perf_counter() - start
         return results
+
+    def require_index(self) -> Index:
+        """The study index, or 404 with the reason when the service was started without one."""
+        if self.index is None:
+            raise HTTPException(404, NO_INDEX)
+        return self.index
+
+    @api.post("/v1/search/image")
+    async def search_image(
+        self, request: Request, top_k: int = Query(20, ge=1, le=10_000), against: str = "text",
+    ) -> dict:
+        self.authorize(request)
+        index = self.require_index()
+        self.counters["requests"] += 1
+        try:
+            if against not in ("text", "image"):
+                raise UploadError(422, f"against must be text or image, got {against!r}")
+            img = read_nifti(await upload_bytes(request, self.settings.max_upload_bytes),
+                             self.settings.max_upload_bytes)
+            try:
+                table = await asyncio.to_thread(index.search_image, img, top_k, against, "upload")
+            except InputError as exc:
+                raise UploadError(422, str(exc)) from exc
+        except UploadError as exc:
+            self.counters["rejected"] += 1
+            raise HTTPException(exc.status, exc.reason) from exc
+        self.counters["searches"] += 1
+        return search_response(table, against)
+
+    @api.get("/v1/search/text")
+    async def search_text(
+        self, request: Request, q: str = "", top_k: int = Query(20, ge=1, le=10_000), against: str = "text",
+    ) -> dict:
+        self.authorize(request)
+        index = self.require_index()
+        self.counters["requests"] += 1
+        if against not in ("text", "image"):
+            self.counters["rejected"] += 1
+            raise HTTPException(422, f"against must be text or image, got {against!r}")
+        try:
+            match = await asyncio.to_thread(index.search_text, q, top_k, against)
+        except InputError as exc:
+            self.counters["rejected"] += 1
+            raise HTTPException(422, str(exc)) from exc
+        self.counters["searches"] += 1
+        return {**search_response(match.studies, against), "query": q,
+                "atlas_id": self.description["atlas_id"], "coefficients": match.coefficients.tolist()}

@@ -1,4 +1,4 @@
-"""Decode frames -> the JSON of ``POST /v1/decode``."""
+"""Decode frames and search tables -> the JSON of ``POST /v1/decode`` and ``/v1/search/*``."""
 
 from __future__ import annotations
 
@@ -48,3 +48,10 @@ def decode_response(frame: pd.DataFrame, levels: list[str], top_k: int, checks: 
             for row in rows[list(_TERM_FIELDS)].itertuples(index=False)
         ]
     return {"results": results, "map": checks, "model": model}
+
+
+def search_response(table: pd.DataFrame, against: str) -> dict:
+    """The studies of a search, best first: ``rank``, ``pmid``, ``title``, ``score`` each (nothing else, to stay small)."""
+    studies = [{"rank": int(row.rank), "pmid": str(row.pmid), "title": str(row.title), "score": float(row.score)}
+               for row in table.itertuples(index=False)]
+    return {"against": against, "studies": studies}

@@ -3,6 +3,7 @@
 import pandas as pd
 
 from niclip_ray.cli.main import run
+from tests.retrieval.conftest import world  # noqa: F401 - the tiny retrieval world, as a fixture here
 
 
 def _write_inputs(tmp_path):
@@ -38,3 +39,28 @@ def test_evaluate_reports_bad_input_in_one_line(tmp_path, capsys):
                 "--out", str(tmp_path / "eval")])
     assert code == 1
     assert "predictions not found" in capsys.readouterr().err
+
+
+def test_evaluate_retrieval_writes_tables_and_prints_the_figures(world, ray_local, tmp_path, capsys):
+    index = tmp_path / "index"
+    assert run(["index", "build", "--corpus", str(world.corpus), "--features", str(world.features),
+                "--model", str(world.bundle), "--out", str(index)]) == 0
+    code = run(["evaluate", "--index", str(index), "--corpus", str(world.corpus), "--text-features",
+                str(world.features / "text"), "--atlas-dir", str(world.atlas_dir), "--permutations", "50",
+                "--out", str(tmp_path / "eval")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    for label in ("recall@1", "recall@10", "median rank", "mean training map", "nearest text study"):
+        assert label in captured.out
+    figures = pd.read_csv(tmp_path / "eval" / "retrieval_image_to_text.csv")
+    assert figures.loc[0, "n"] == len(world.split["test"]) and 0 < figures.loc[0, "median_rank_p"] <= 1
+    tests = pd.read_csv(tmp_path / "eval" / "retrieval_paired_tests.csv")
+    assert tests["baseline"].tolist() == ["mean_training_map", "nearest_text_study"]
+    assert len(pd.read_csv(tmp_path / "eval" / "retrieval_map_correlations.csv")) == len(world.split["test"])
+
+
+def test_evaluate_needs_something_to_evaluate(tmp_path, capsys):
+    assert run(["evaluate", "--out", str(tmp_path)]) == 1
+    assert "nothing to evaluate" in capsys.readouterr().err
+    assert run(["evaluate", "--index", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert "--index needs --corpus and --text-features" in capsys.readouterr().err
