@@ -30,6 +30,7 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.ingest import read_source, write_corpus
 from niclip_ray.corpus.schema import validate
 from niclip_ray.corpus.subset import subset_studies
+from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT
 from niclip_ray.evaluation.labels import LABEL_TASKS, report_maps, truth_table
 from niclip_ray.features.study_maps import write_study_maps
 
@@ -151,7 +152,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     with ray_session(ray_options):
         image_summary, text_summary = features.run(
             paths["corpus"], paths["features"],
-            image_options={"dim": settings.dim, "atlas_dir": paths["atlas"]},
+            image_options={"dim": settings.dim, "atlas_dir": paths["atlas"], "allow_standin": settings.atlas_dir is None},
             text_options={"model": settings.model, "section": settings.section},
         )
         say(image_summary.line())
@@ -207,7 +208,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     else:
         baselines, baseline_file = run_baselines(
             paths["corpus"], split["train"], bundle.vocabulary["name"].tolist(), maps, paths["baselines"],
-            params=settings.baselines,
+            params=settings.baselines, term_ids=bundle.vocabulary["term_id"].tolist(),
         )
         say(f"baselines: Neurosynth and GC-LDA fitted on {len(split['train'])} studies -> {baseline_file}")
 
@@ -225,7 +226,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
         ],
         ignore_index=True,
     )
-    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False)
+    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False, float_format=CSV_FLOAT_FORMAT)
 
     curves = pd.concat(
         [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT
+
 TASK_CSV_COLUMNS = ["pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob", "bayes_factor"]
 
 
@@ -55,6 +57,6 @@ def write_csvs(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for map_id, rows in ok.groupby("map_id", sort=True):
         for level, table in reference_tables(rows).items():
             path = out_dir / f"{safe_name(str(map_id))}_{level}_predictions.csv"
-            table.to_csv(path, index=False)
+            table.to_csv(path, index=False, float_format=CSV_FLOAT_FORMAT)
             written.append(path)
     return sorted(written)

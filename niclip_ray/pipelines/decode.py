@@ -49,8 +49,7 @@ def decode_items(decoder: Decoder, items: list[dict]) -> pa.Table:
     frame = decoder.decode_features(betas, [i["map_id"] for i in good])
     source = {i["map_id"]: i["source_path"] for i in good}
     frame["source_path"] = frame["map_id"].map(source)
-    frame["atlas_id"] = decoder.atlas_id if good else ""
-    frame["error"] = ""
+    frame["error"] = None
     errors = pd.DataFrame(
         {
             "map_id": [i["map_id"] for i, _ in failed],

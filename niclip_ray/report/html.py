@@ -23,7 +23,7 @@ from niclip_ray import __version__
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import load_truth
 from niclip_ray.report import figures
-from niclip_ray.report.methods import cited_references
+from niclip_ray.report.methods import cited_references, standin_banner
 
 REPORT_NAME = "report.html"
 #: Summary columns shown in the metric table, with their headers.
@@ -39,6 +39,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td.text { text-align: left; }
 img { max-width: 100%; } .error { color: #a00; } p.meta { color: #666; font-size: 0.85em; }
+.banner { background: #fff3cd; border: 2px solid #c90; padding: 0.8em 1em; font-weight: 600; }
+figcaption { color: #444; font-size: 0.9em; }
 """
 
 
@@ -118,6 +120,7 @@ def write_report(
     top_n: int = 5,
     truth: pd.DataFrame | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
+    provenance: Mapping[str, object] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -147,6 +150,10 @@ def write_report(
         shown under each map.
     tables : mapping of heading to DataFrame, optional
         Further result tables (e.g. a known-answer check), shown after the metrics.
+    provenance : mapping, optional
+        What decoded the maps (:meth:`Decoder.describe() <niclip_ray.decoding.decoder.Decoder.describe>`):
+        its ``atlas_id`` and ``text_model_id`` go into the captions. A stand-in atlas there or
+        in the predictions' ``atlas_id`` column opens the report with a warning banner.
 
     Returns
     -------
@@ -162,8 +169,19 @@ def write_report(
     labels = None if truth is None else load_truth(truth)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    provenance = provenance or {}
+    atlas_ids = [str(provenance.get("atlas_id") or "")]
+    if "atlas_id" in predictions:
+        atlas_ids += predictions["atlas_id"].dropna().astype(str).unique().tolist()
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">niclip-ray {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p>']
+    banner = standin_banner(atlas_ids)
+    if banner:
+        body.insert(1, f'<p class="banner">Stand-in atlas: {html.escape(banner)}</p>')
+    caption = ", ".join(
+        f"{label} {provenance[key]}" for key, label in (("atlas_id", "atlas"), ("text_model_id", "text model"))
+        if provenance.get(key)
+    )
 
     body.append("<h2>Metrics: NiCLIP, baselines and the permutation null</h2>")
     body.append(html_table(metrics, METRIC_COLUMNS))
@@ -181,7 +199,9 @@ def write_report(
             body.append(_truth_line(labels, str(map_id)))
         png = out / f"map-{_slug(str(map_id))}.png"
         try:
-            body.append(_img_tag(figures.plot_map(source, str(map_id), png), f"map {map_id}"))
+            body.append("<figure>" + _img_tag(figures.plot_map(source, str(map_id), png), f"map {map_id}")
+                        + (f"<figcaption>{html.escape(str(map_id))}, decoded with {html.escape(caption)}</figcaption>"
+                           if caption else "") + "</figure>")
         except InputError as exc:
             body.append(f'<p class="error">{html.escape(str(exc))}</p>')
         body.append(_prediction_tables(predictions, str(map_id), top_n))

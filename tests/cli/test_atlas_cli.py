@@ -51,7 +51,7 @@ def test_build_standin_command(tmp_path, capsys):
 def test_embed_images_writes_features(ray_local, small_corpus, atlas_dir, tmp_path, capsys):
     out = tmp_path / "images"
     argv = ["embed", "images", "--corpus", str(small_corpus), "--out", str(out)]
-    argv += ["--atlas-dir", str(atlas_dir), "--dim", "64", "--shard-size", "4", "--num-actors", "1"]
+    argv += ["--atlas-dir", str(atlas_dir), "--dim", "64", "--shard-size", "4", "--num-actors", "1", "--standin"]
     assert run(argv) == 0
     printed = capsys.readouterr()
     assert "images: 6 ok, 0 failed rows in 2 shards" in printed.out
@@ -64,7 +64,7 @@ def test_embed_images_writes_features(ray_local, small_corpus, atlas_dir, tmp_pa
 
 
 def test_embed_images_errors(ray_local, small_corpus, tmp_path, capsys):
-    assert run(["embed", "images", "--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
+    assert run(["embed", "images", "--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--standin"]) == 1
     assert "not a corpus directory" in capsys.readouterr().err
     argv = ["embed", "images", "--corpus", str(small_corpus), "--out", str(tmp_path / "o"), "--dim", "64"]
     assert run(argv + ["--atlas-dir", str(tmp_path), "--no-standin"]) == 1

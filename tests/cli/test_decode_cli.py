@@ -24,7 +24,7 @@ def test_single_map(bundle, ray_local, tmp_path, capsys):
     path, atlas = bundle
     motor = load_sample_motor_activation_image()
     code = run(["decode", motor, "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"),
-                "--topk", "4"])
+                "--topk", "4", "--standin"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "image_10426: top predictions" in captured.out and "domain" in captured.out
@@ -35,7 +35,7 @@ def test_single_map(bundle, ray_local, tmp_path, capsys):
     assert task_csv.columns.tolist() == ["pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob",
                                          "bayes_factor"]
     task = results[results.level == "task"].sort_values("rank")
-    np.testing.assert_allclose(task_csv["prob"], task["prob"])
+    np.testing.assert_allclose(task_csv["prob"], task["prob"], rtol=1e-5)  # CSVs keep 6 significant digits
     assert pd.read_csv(tmp_path / "o" / "csv" / "image_10426_domain_predictions.csv").columns.tolist() == ["pred", "prob"]
 
 
@@ -49,12 +49,12 @@ def test_collection_with_a_bad_map(bundle, ray_local, tmp_path, capsys):
     img = nib.load(load_sample_motor_activation_image())
     nib.save(nib.Nifti1Image(-np.asarray(img.dataobj), img.affine), coll / "image_100.nii.gz")
     code = run(["decode", "--collection", "658", "--neurovault-dir", str(tmp_path / "nv"), "--model", str(path),
-                "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"), "--tasks-only", "--no-csv"])
+                "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"), "--tasks-only", "--no-csv", "--standin"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "collection_658/image_99" in captured.err and "1 failed" in captured.out
     results = read_parts(tmp_path / "o" / "decode").to_pandas()
-    ok = results[results.error == ""]
+    ok = results[results.error.isna()]
     assert set(ok["map_id"]) == {"collection_658/image_100", "collection_658/image_10426"}
     assert set(ok["level"]) == {"task"}
     assert not (tmp_path / "o" / "csv").exists()
@@ -64,8 +64,17 @@ def test_nothing_decodable_exits_1(bundle, ray_local, tmp_path, capsys):
     path, atlas = bundle
     bad = tmp_path / "bad.nii.gz"
     bad.write_text("nope")
-    assert run(["decode", str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o")]) == 1
+    argv = ["decode", str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o")]
+    assert run(argv + ["--standin"]) == 1
     assert "none of the 1 maps could be decoded" in capsys.readouterr().err
+
+
+def test_a_standin_bundle_decodes_only_when_asked(bundle, tmp_path, capsys):
+    path, atlas = bundle
+    code = run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--atlas-dir", str(atlas),
+                "--out", str(tmp_path / "o")])
+    assert code == 1 and "pass --standin" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_hierarchical_without_ontology_fails_before_ray(tmp_path, capsys):
