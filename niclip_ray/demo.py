@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -85,6 +87,54 @@ class DemoResult:
 
 
 Say = Callable[[str], None]
+#: ``progress(label, total, unit)``: a context manager with ``advance(n, note="")``, e.g.
+#: :class:`niclip_ray.cli.console.ItemProgress`.
+ProgressFactory = Callable[[str, int, str], object]
+
+
+class _Silent:
+    def advance(self, n: int = 1, note: str = "") -> None:
+        pass
+
+
+def _epoch_note(row: dict) -> str:
+    recall = row.get("val_recall@10")
+    shown = f", val recall@10 {recall:.3f}" if isinstance(recall, (int, float)) else ""
+    return f" (fold {row.get('fold')}, val loss {row.get('val_loss', float('nan')):.4f}{shown})"
+
+
+@contextmanager
+def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[None]:
+    """Advance ``progress`` by one per epoch row rank 0 appends to ``runs_dir/*/metrics.jsonl``.
+
+    The driver reads the files, so training progress shows although the Ray Train workers'
+    own output goes to the log files, not the console.
+    """
+    seen: dict[Path, int] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
+            for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a row being written: read it next time
+                    break
+                seen[path] = seen.get(path, 0) + 1
+                progress.advance(1, _epoch_note(row))
+
+    def follow() -> None:
+        while not stop.wait(poll_s):
+            poll()
+
+    thread = threading.Thread(target=follow, name="epoch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        poll()
 
 
 def stage_corpus(settings: DemoSettings, say: Say) -> Path:
@@ -112,7 +162,8 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     return atlas_dir
 
 
-def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> DemoResult:
+def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
+             progress: ProgressFactory | None = None) -> DemoResult:
     """Run every stage on an embedded (or given) Ray and write the report.
 
     Parameters
@@ -121,7 +172,12 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     say : callable
         Receives progress lines.
     ray_options : niclip_ray.runtime.RayOptions, optional
+    progress : callable, optional
+        Makes the progress shown per item (studies, epochs); default: none.
+
+    Ray's worker and console logs go to ``OUT/logs/`` (see :func:`~niclip_ray.runtime.ray_session`).
     """
+    progress = progress or (lambda label, total, unit: nullcontext(_Silent()))
     from nilearn.datasets import load_sample_motor_activation_image
 
     from niclip_ray.baselines.run import run_baselines
@@ -149,12 +205,18 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     ontology = load_ontology("builtin")
     paths.update(features=out / "features", train=out / "train", maps=out / "maps", decode=out / "decode",
                  baselines=out / "baselines", evaluation=out / "evaluation", report=out / "report")
-    with ray_session(ray_options):
-        image_summary, text_summary = features.run(
-            paths["corpus"], paths["features"],
-            image_options={"dim": settings.dim, "atlas_dir": paths["atlas"], "allow_standin": settings.atlas_dir is None},
-            text_options={"model": settings.model, "section": settings.section},
-        )
+    n_studies = len(load_corpus(paths["corpus"]).studies)
+    say(f"Ray logs: {out / 'logs'}")
+    with ray_session(ray_options, log_dir=out / "logs"):
+        with progress("features", 2 * n_studies, "studies x (image, text)") as done:
+            image_summary, text_summary = features.run(
+                paths["corpus"], paths["features"],
+                image_options={"dim": settings.dim, "atlas_dir": paths["atlas"],
+                               "allow_standin": settings.atlas_dir is None,
+                               "on_shard": lambda result: done.advance(result["n_rows"], " (images)")},
+                text_options={"model": settings.model, "section": settings.section,
+                              "on_shard": lambda result: done.advance(result["n_rows"], " (text)")},
+            )
         say(image_summary.line())
         say(text_summary.line())
 
@@ -165,8 +227,11 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
                                  patience=settings.patience, seed=settings.seed)
             share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
-            report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
-                                           max_concurrent_folds=settings.max_concurrent_folds, print_epochs=False)
+            with progress("train", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
+                    follow_epochs(paths["train"] / "runs", epochs):
+                report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
+                                               max_concurrent_folds=settings.max_concurrent_folds,
+                                               print_epochs=False)
             bundle_path = report.bundle
             say(f"train: {settings.folds} folds, selected fold {report.selected_fold} -> {bundle_path}")
         else:

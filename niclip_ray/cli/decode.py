@@ -71,7 +71,7 @@ def decode(
     if "standin" in needs and not standin:
         raise InputError(f"bundle {model} was trained on {needs}, an offline stand-in for DiFuMo: its predictions "
                          "do not describe the maps; pass --standin to decode with it anyway")
-    with ray_session(opts.ray_options()):
+    with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
         summary = stage.run(
             items,
             model,

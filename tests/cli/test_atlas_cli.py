@@ -28,7 +28,20 @@ def small_corpus(tmp_path_factory):
 
 def test_atlas_info_lists_the_standin(atlas_dir, capsys):
     assert run(["atlas", "info", "--atlas-dir", str(atlas_dir)]) == 0
-    assert "difumo64-2mm-standin-seed0" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "difumo64-2mm-standin-seed0" in printed.out
+    assert "niclip-ray atlas fetch --dim 512" in printed.err and "fetch_atlas_difumo(dimension=512" in printed.err
+
+
+def test_atlas_fetch_without_network_is_one_line_error(tmp_path, capsys, monkeypatch):
+    import nilearn.datasets
+
+    def offline(**kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(nilearn.datasets, "fetch_atlas_difumo", offline)
+    assert run(["atlas", "fetch", "--dim", "64", "--out", str(tmp_path)]) == 1
+    assert "could not download DiFuMo 64" in capsys.readouterr().err
 
 
 def test_atlas_info_errors(tmp_path, capsys):

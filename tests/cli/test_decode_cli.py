@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.cli.main import run
 from niclip_ray._testing import toy_bundle
+from niclip_ray.model.bundle import load_bundle
 from niclip_ray.tables import read_parts
 
 
@@ -37,6 +39,18 @@ def test_single_map(bundle, ray_local, tmp_path, capsys):
     task = results[results.level == "task"].sort_values("rank")
     np.testing.assert_allclose(task_csv["prob"], task["prob"], rtol=1e-5)  # CSVs keep 6 significant digits
     assert pd.read_csv(tmp_path / "o" / "csv" / "image_10426_domain_predictions.csv").columns.tolist() == ["pred", "prob"]
+
+
+def test_top_k_all_keeps_every_term(bundle, ray_local, tmp_path, capsys):
+    path, atlas = bundle
+    code = run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--atlas-dir", str(atlas),
+                "--out", str(tmp_path / "o"), "--top-k", "all", "--standin", "--no-csv"])
+    assert code == 0, capsys.readouterr().err
+    results = read_parts(tmp_path / "o" / "decode").to_pandas()
+    assert len(results[results.level == "task"]) == len(load_bundle(path).vocabulary)
+    assert results["error"].isna().all() and Path(results["source_path"].iloc[0]).is_absolute()
+    assert run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--top-k", "some",
+                "--out", str(tmp_path / "p")]) != 0
 
 
 def test_collection_with_a_bad_map(bundle, ray_local, tmp_path, capsys):
