@@ -38,6 +38,15 @@ from niclip_ray.features.study_maps import write_study_maps
 
 SOURCE = "nimare:nback_vs_flanker"
 MOTOR_MAP_ID = "motor-neurovault-10426"
+MOTOR_MAP_URL = "https://neurovault.org/images/10426/"
+#: The sentence the report opens with.
+INTRO = (
+    "This demo shows that every stage runs end to end on real, shipped data: {n_studies} n-back and flanker "
+    "studies train a small CLIP model, which then decodes {n_maps} maps (the held-out studies' MKDA maps and "
+    "nilearn's motor map). It does not show what NiCLIP can do: the corpus is about a hundredth of the paper's, "
+    "the text model is a small sentence encoder, and {atlas}, so read the known-answer check (own task above "
+    "the other label's), not the absolute ranks."
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,20 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     build_standin(atlas_dir, settings.dim, seed=settings.seed)
     say(f"atlas: offline stand-in DiFuMo-{settings.dim} in {atlas_dir} (no real DiFuMo cache given)")
     return atlas_dir
+
+
+def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Study titles of the shown maps, linked to PubMed where a pmid exists; the motor map's NeuroVault page."""
+    titles = {MOTOR_MAP_ID: "Motor activation map (NeuroVault image 10426, nilearn's sample)"}
+    links = {MOTOR_MAP_ID: MOTOR_MAP_URL}
+    for map_id in map_ids:
+        study = map_id.removeprefix("study-")
+        if study in studies.index:
+            titles[map_id] = str(studies.at[study, "title"] or study)
+            pmid = studies.at[study, "pmid"]
+            if pd.notna(pmid) and str(pmid).strip():
+                links[map_id] = f"https://pubmed.ncbi.nlm.nih.gov/{str(pmid).strip()}/"
+    return titles, links
 
 
 def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
@@ -296,15 +319,21 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     curves = pd.concat(
         [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True
     )
+    facts = Decoder(bundle_path, **decoding).describe()
     methods = methods_text(
-        Decoder(bundle_path, **decoding).describe(),
+        facts,
         corpus=f"NiMARE's n-back/flanker studyset ({len(studies)} studies with abstracts)",
         n_maps=len(maps), k=DEFAULT_K, n_permutations=settings.permutations, seed=settings.seed,
         baselines=settings.baselines,
     )
     shown = report_maps(map_labels, per_label=3)
+    titles, links = _map_titles(studies, shown)
+    atlas = ("the atlas is DiFuMo" if not facts["atlas_standin"]
+             else f"the maps are projected on {facts['atlas_id']}, an offline stand-in for DiFuMo")
     report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,
                           curves=curves, methods=methods, truth=truth,
                           tables={"Known-answer check: own task ranked above the other label's task": known},
-                          title="NiCLIP demo: n-back vs flanker studies and a motor map")
+                          title="NiCLIP demo: n-back vs flanker studies and a motor map", provenance=facts,
+                          intro=INTRO.format(n_studies=len(studies), n_maps=len(maps), atlas=atlas),
+                          map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"])
     return DemoResult(report, result.summary, known, paths)

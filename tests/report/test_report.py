@@ -120,6 +120,29 @@ def test_baselines_with_default_settings_have_no_empty_brackets(facts):
     assert "()" not in text and "(Rubin et al., 2017)" in text and "(NiMARE's default settings)" in text
 
 
+def test_full_term_tables_hubness_intro_and_links(tmp_path, facts):
+    from niclip_ray.report.html import format_p, term_hubness
+
+    predictions = _predictions()
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    page = write_report(tmp_path, maps={"motor": load_sample_motor_activation_image()}, predictions=predictions,
+                        metrics=metrics.assign(p_value_hit_at_k=0.0004), curves=None, methods="", provenance=facts,
+                        intro="What this shows & what it does not.", map_titles={"motor": "A motor map"},
+                        map_links={"motor": "https://neurovault.org/images/10426/"}, hubness_k=1).read_text()
+    assert "<p class=\"intro\">What this shows &amp; what it does not.</p>" in page  # escaped by the template
+    assert '<a href="https://neurovault.org/images/10426/">A motor map</a>' in page
+    assert "<td>&lt; 0.001</td>" in page  # p-values as p < 0.001
+    full = page.split("<details>")[1]
+    assert "<th>probability</th><th>raw score</th>" in full and "<td>0.7</td><td>5</td>" in full
+    assert "Term hubness" in page
+    assert format_p(0.0123) == "0.012" and format_p(float("nan")) == "-"
+    ranked = pd.DataFrame({"map_id": ["a", "a", "b", "b"], "level": "task", "rank": [1, 2, 1, 2],
+                           "term": ["x", "y", "x", "y"]})
+    hubs = term_hubness(ranked, k=1)
+    assert hubs[["term", "maps_in_top_k", "fraction_in_top_k", "expected", "ratio"]].values.tolist() == [
+        ["x", 2, 1.0, 0.5, 2.0]]
+
+
 def test_bad_report_inputs(tmp_path):
     with pytest.raises(InputError, match="lack column"):
         write_report(tmp_path, maps={}, predictions=pd.DataFrame({"map_id": []}), metrics=pd.DataFrame(),
