@@ -20,6 +20,7 @@ demo: $(BIN)/.installed
 	$(BIN)/niclip-ray demo --out $(OUT)
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check niclip_ray tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

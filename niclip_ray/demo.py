@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,11 +32,21 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.ingest import read_source, write_corpus
 from niclip_ray.corpus.schema import validate
 from niclip_ray.corpus.subset import subset_studies
+from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT
 from niclip_ray.evaluation.labels import LABEL_TASKS, report_maps, truth_table
 from niclip_ray.features.study_maps import write_study_maps
 
 SOURCE = "nimare:nback_vs_flanker"
 MOTOR_MAP_ID = "motor-neurovault-10426"
+MOTOR_MAP_URL = "https://neurovault.org/images/10426/"
+#: The sentence the report opens with.
+INTRO = (
+    "This demo shows that every stage runs end to end on real, shipped data: {n_studies} n-back and flanker "
+    "studies train a small CLIP model, which then decodes {n_maps} maps (the held-out studies' MKDA maps and "
+    "nilearn's motor map). It does not show what NiCLIP can do: the corpus is about a hundredth of the paper's, "
+    "the text model is a small sentence encoder, and {atlas}, so read the known-answer check (own task above "
+    "the other label's), not the absolute ranks."
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,54 @@ class DemoResult:
 
 
 Say = Callable[[str], None]
+#: ``progress(label, total, unit)``: a context manager with ``advance(n, note="")``, e.g.
+#: :class:`niclip_ray.cli.console.ItemProgress`.
+ProgressFactory = Callable[[str, int, str], object]
+
+
+class _Silent:
+    def advance(self, n: int = 1, note: str = "") -> None:
+        pass
+
+
+def _epoch_note(row: dict) -> str:
+    recall = row.get("val_recall@10")
+    shown = f", val recall@10 {recall:.3f}" if isinstance(recall, (int, float)) else ""
+    return f" (fold {row.get('fold')}, val loss {row.get('val_loss', float('nan')):.4f}{shown})"
+
+
+@contextmanager
+def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[None]:
+    """Advance ``progress`` by one per epoch row rank 0 appends to ``runs_dir/*/metrics.jsonl``.
+
+    The driver reads the files, so training progress shows although the Ray Train workers'
+    own output goes to the log files, not the console.
+    """
+    seen: dict[Path, int] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
+            for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a row being written: read it next time
+                    break
+                seen[path] = seen.get(path, 0) + 1
+                progress.advance(1, _epoch_note(row))
+
+    def follow() -> None:
+        while not stop.wait(poll_s):
+            poll()
+
+    thread = threading.Thread(target=follow, name="epoch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        poll()
 
 
 def stage_corpus(settings: DemoSettings, say: Say) -> Path:
@@ -111,7 +171,22 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     return atlas_dir
 
 
-def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> DemoResult:
+def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Study titles of the shown maps, linked to PubMed where a pmid exists; the motor map's NeuroVault page."""
+    titles = {MOTOR_MAP_ID: "Motor activation map (NeuroVault image 10426, nilearn's sample)"}
+    links = {MOTOR_MAP_ID: MOTOR_MAP_URL}
+    for map_id in map_ids:
+        study = map_id.removeprefix("study-")
+        if study in studies.index:
+            titles[map_id] = str(studies.at[study, "title"] or study)
+            pmid = studies.at[study, "pmid"]
+            if pd.notna(pmid) and str(pmid).strip():
+                links[map_id] = f"https://pubmed.ncbi.nlm.nih.gov/{str(pmid).strip()}/"
+    return titles, links
+
+
+def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
+             progress: ProgressFactory | None = None) -> DemoResult:
     """Run every stage on an embedded (or given) Ray and write the report.
 
     Parameters
@@ -120,7 +195,12 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     say : callable
         Receives progress lines.
     ray_options : niclip_ray.runtime.RayOptions, optional
+    progress : callable, optional
+        Makes the progress shown per item (studies, epochs); default: none.
+
+    Ray's worker and console logs go to ``OUT/logs/`` (see :func:`~niclip_ray.runtime.ray_session`).
     """
+    progress = progress or (lambda label, total, unit: nullcontext(_Silent()))
     from nilearn.datasets import load_sample_motor_activation_image
 
     from niclip_ray.baselines.run import run_baselines
@@ -148,12 +228,18 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     ontology = load_ontology("builtin")
     paths.update(features=out / "features", train=out / "train", maps=out / "maps", decode=out / "decode",
                  baselines=out / "baselines", evaluation=out / "evaluation", report=out / "report")
-    with ray_session(ray_options):
-        image_summary, text_summary = features.run(
-            paths["corpus"], paths["features"],
-            image_options={"dim": settings.dim, "atlas_dir": paths["atlas"]},
-            text_options={"model": settings.model, "section": settings.section},
-        )
+    n_studies = len(load_corpus(paths["corpus"]).studies)
+    say(f"Ray logs: {out / 'logs'}")
+    with ray_session(ray_options, log_dir=out / "logs"):
+        with progress("features", 2 * n_studies, "studies x (image, text)") as done:
+            image_summary, text_summary = features.run(
+                paths["corpus"], paths["features"],
+                image_options={"dim": settings.dim, "atlas_dir": paths["atlas"],
+                               "allow_standin": settings.atlas_dir is None,
+                               "on_shard": lambda result: done.advance(result["n_rows"], " (images)")},
+                text_options={"model": settings.model, "section": settings.section,
+                              "on_shard": lambda result: done.advance(result["n_rows"], " (text)")},
+            )
         say(image_summary.line())
         say(text_summary.line())
 
@@ -164,8 +250,11 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
                                  patience=settings.patience, seed=settings.seed)
             share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
-            report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
-                                           max_concurrent_folds=settings.max_concurrent_folds, print_epochs=False)
+            with progress("train", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
+                    follow_epochs(paths["train"] / "runs", epochs):
+                report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
+                                               max_concurrent_folds=settings.max_concurrent_folds,
+                                               print_epochs=False)
             bundle_path = report.bundle
             say(f"train: {settings.folds} folds, selected fold {report.selected_fold} -> {bundle_path}")
         else:
@@ -207,7 +296,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
     else:
         baselines, baseline_file = run_baselines(
             paths["corpus"], split["train"], bundle.vocabulary["name"].tolist(), maps, paths["baselines"],
-            params=settings.baselines,
+            params=settings.baselines, term_ids=bundle.vocabulary["term_id"].tolist(),
         )
         say(f"baselines: Neurosynth and GC-LDA fitted on {len(split['train'])} studies -> {baseline_file}")
 
@@ -225,20 +314,26 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None) -> Demo
         ],
         ignore_index=True,
     )
-    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False)
+    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False, float_format=CSV_FLOAT_FORMAT)
 
     curves = pd.concat(
         [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True
     )
+    facts = Decoder(bundle_path, **decoding).describe()
     methods = methods_text(
-        Decoder(bundle_path, **decoding).describe(),
+        facts,
         corpus=f"NiMARE's n-back/flanker studyset ({len(studies)} studies with abstracts)",
         n_maps=len(maps), k=DEFAULT_K, n_permutations=settings.permutations, seed=settings.seed,
         baselines=settings.baselines,
     )
     shown = report_maps(map_labels, per_label=3)
+    titles, links = _map_titles(studies, shown)
+    atlas = ("the atlas is DiFuMo" if not facts["atlas_standin"]
+             else f"the maps are projected on {facts['atlas_id']}, an offline stand-in for DiFuMo")
     report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,
                           curves=curves, methods=methods, truth=truth,
                           tables={"Known-answer check: own task ranked above the other label's task": known},
-                          title="NiCLIP demo: n-back vs flanker studies and a motor map")
+                          title="NiCLIP demo: n-back vs flanker studies and a motor map", provenance=facts,
+                          intro=INTRO.format(n_studies=len(studies), n_maps=len(maps), atlas=atlas),
+                          map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"])
     return DemoResult(report, result.summary, known, paths)

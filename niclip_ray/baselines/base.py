@@ -27,6 +27,8 @@ from niclip_ray.decoding.schema import BASELINE_COLUMNS
 from niclip_ray.errors import InputError
 
 LOG = logging.getLogger(__name__)
+#: The baselines score voxels of the 2 mm template, on no atlas: their rows' ``atlas_id``.
+VOXEL_GRID_ID = "voxels-mni152-2mm"
 
 MapSource = str | os.PathLike | nib.Nifti1Image
 
@@ -65,7 +67,8 @@ def ranked_rows(map_id: str, source: str, scores: pd.Series, vocabulary: Sequenc
             "score": np.concatenate([scored.to_numpy(dtype=np.float64), np.full(len(unscored), np.nan)]),
         }
     )
-    return frame.assign(map_id=map_id, source_path=source, level="task", backend=backend, error=None)
+    return frame.assign(map_id=map_id, source_path=source, level="task", backend=backend, atlas_id=VOXEL_GRID_ID,
+                        error=None)
 
 
 def _error_row(map_id: str, source: str, backend: str, message: str) -> pd.DataFrame:

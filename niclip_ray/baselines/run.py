@@ -58,6 +58,7 @@ def run_baselines(
     *,
     methods: Sequence[str] = ("neurosynth", "gclda"),
     params: Mapping[str, Mapping[str, object]] | None = None,
+    term_ids: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, Path]:
     """Fit each baseline on the training split and vocabulary, decode ``maps``, write the rows.
 
@@ -76,6 +77,8 @@ def run_baselines(
         Baselines to run, from :data:`BASELINES`.
     params : mapping, optional
         Constructor arguments per method, e.g. ``{"gclda": {"n_topics": 10, "n_iters": 200}}``.
+    term_ids : sequence of str, optional
+        Cognitive Atlas id of each vocabulary name, in order, for the rows' ``term_id``.
 
     Returns
     -------
@@ -98,6 +101,9 @@ def run_baselines(
             raise InputError(f"bad parameters for baseline {method}: {exc}") from exc
         frames.append(baseline.fit(corpus, train_ids, vocabulary).decode(maps))
     predictions = pd.concat(frames, ignore_index=True)
-    table = pa.Table.from_pandas(predictions.astype({"error": "string", "source_path": "string"}), preserve_index=False)
+    if term_ids is not None:
+        predictions["term_id"] = predictions["term"].map(dict(zip(vocabulary, term_ids)))
+    strings = {name: "string" for name in ("error", "source_path", "term_id", "atlas_id")}
+    table = pa.Table.from_pandas(predictions.astype(strings), preserve_index=False)
     path = write_parquet_atomic(table, Path(out_dir) / "decode" / "part-00000.parquet")
     return predictions, path

@@ -1,8 +1,9 @@
-"""Console output: rich on a terminal, plain lines otherwise; errors go to stderr."""
+"""Console output: rich on a terminal, plain lines otherwise (no ANSI codes); errors go to stderr."""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
@@ -25,6 +26,49 @@ def shard_progress(unit: str, *, quiet: bool = False):
             say(f"shard {result['shard_id']}: {result['n_rows']} {unit}, {result['n_failed']} failed", quiet=quiet)
 
     return progress
+
+
+class ItemProgress:
+    """Progress of one stage counted in items (studies, maps, epochs).
+
+    On a terminal a rich bar; otherwise (output redirected, CI) one plain line per update,
+    e.g. ``decode: 12/40 maps``. Use as a context manager and call :meth:`advance`.
+    """
+
+    def __init__(self, label: str, total: int, unit: str, *, quiet: bool = False, console: Console | None = None):
+        self.label, self.total, self.unit, self.quiet = label, int(total), unit, quiet
+        self.console = console or out
+        self.done = 0
+        self._bar = None
+
+    def __enter__(self) -> ItemProgress:
+        if not self.quiet and self.console.is_terminal:
+            self._bar = Progress(TextColumn(f"{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn(self.unit), TimeElapsedColumn(), console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        """Count ``n`` more finished items; ``note`` is added to a plain line."""
+        self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        else:
+            self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit}{note}", markup=False,
+                               highlight=False)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def shard_items(result: dict, sizes: list[int]) -> int:
+    """Items of the finished shard ``result`` (an ``on_shard`` result), from the shard sizes."""
+    shard_id = int(result["shard_id"])
+    return sizes[shard_id] if shard_id < len(sizes) else 0
 
 
 def report_stage(summary, *, quiet: bool = False) -> None:

@@ -41,6 +41,9 @@ def decode(
     allow_atlas_mismatch: Annotated[
         bool, typer.Option("--allow-atlas-mismatch", help="Decode even if the atlas found is not the bundle's.")
     ] = False,
+    standin: Annotated[
+        bool, typer.Option("--standin", help="Allow a bundle trained on the offline stand-in atlas (not DiFuMo).")
+    ] = False,
     csv: Annotated[bool, typer.Option("--csv/--no-csv", help="Also write per-map CSVs in the reference's format.")] = True,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Maps per output part.")] = 64,
     num_actors: Annotated[int | None, typer.Option("--num-actors", min=1, help="Decoder actors (default: per CPU).")] = None,
@@ -61,6 +64,7 @@ def decode(
     from niclip_ray.decoding.export import write_csvs
     from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.errors import InputError, StageFailed
+    from niclip_ray.model.bundle import load_bundle
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session
     from niclip_ray.tables import read_parts
@@ -68,7 +72,11 @@ def decode(
     opts = options(ctx)
     items = collect_maps(maps or [], collection or [], neurovault_dir, download)
     stage.validate(model, atlas_dir, allow_atlas_mismatch, hierarchical)  # fail before starting Ray
-    with ray_session(opts.ray_options()):
+    needs = load_bundle(model).config.get("atlas_id") or ""
+    if "standin" in needs and not standin:
+        raise InputError(f"bundle {model} was trained on {needs}, an offline stand-in for DiFuMo: its predictions "
+                         "do not describe the maps; pass --standin to decode with it anyway")
+    with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
         summary = stage.run(
             items,
             model,
@@ -84,12 +92,12 @@ def decode(
         )
     report_stage(summary, quiet=opts.quiet)
     results = read_parts(out_dir / "decode").to_pandas()
-    failed = results[results["error"] != ""]
+    failed = results[results["error"].notna()]
     for row in failed.head(10).itertuples():
         err.print(f"warning: {row.error}", markup=False)
     if len(failed) > 10:
         err.print(f"warning: ... {len(failed) - 10} more failed maps (see the error column)", markup=False)
-    decoded = results[results["error"] == ""]
+    decoded = results[results["error"].isna()]
     warned = decoded[decoded["warning"] != ""].drop_duplicates("map_id")
     for row in warned.head(10).itertuples():
         err.print(f"warning: map {row.map_id}: {row.warning}", markup=False)

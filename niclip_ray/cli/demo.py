@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from niclip_ray.cli.console import out, say
+from niclip_ray.cli.console import ItemProgress, out, say
 from niclip_ray.cli.context import options
 
 
@@ -45,7 +45,8 @@ def demo(
                                  "epochs": epochs, "permutations": permutations, "seed": seed}.items()
                if v is not None}
     settings = DemoSettings.quick(out_dir, **changes) if quick else DemoSettings(out_dir=out_dir, **changes)
-    result = run_demo(settings, say=lambda line: say(line, quiet=opts.quiet), ray_options=opts.ray_options())
+    result = run_demo(settings, say=lambda line: say(line, quiet=opts.quiet), ray_options=opts.ray_options(),
+                      progress=lambda label, total, unit: ItemProgress(label, total, unit, quiet=opts.quiet))
 
     table = Table(title="NiCLIP vs baselines (hit@k, permutation null)")
     for column in ("backend", "level", "k", "hit@k", "null", "p", "recall@k", "MRR"):

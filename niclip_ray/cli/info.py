@@ -12,6 +12,7 @@ from rich.table import Table
 
 from niclip_ray.atlas.cache import default_data_dirs, find_difumo
 from niclip_ray.atlas.difumo import default_standin_dir
+from niclip_ray.cli.atlas import fetch_hint
 from niclip_ray.cli.console import out
 from niclip_ray.cli.context import options
 from niclip_ray.features.local_models import find_local_models
@@ -57,6 +58,9 @@ def info(
     for atlas in atlases:
         table.add_row(atlas.atlas_id, str(atlas.dim), "yes" if atlas.standin else "no", str(atlas.data_dir))
     out.print(table if atlases else f"DiFuMo atlases on disk: none in {', '.join(map(str, dirs))}")
+    hint = fetch_hint(atlases)
+    if hint:
+        out.print(f"note: {hint}", markup=False)
 
     models = find_local_models()
     table = Table(title="Language models available offline")

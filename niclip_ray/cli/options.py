@@ -17,7 +17,22 @@ AtlasDirOpt = Annotated[
 DimOpt = Annotated[int, typer.Option("--dim", help="DiFuMo components.")]
 SectionOpt = Annotated[str, typer.Option(help="Text section: abstract or body.")]
 StudyShardOpt = Annotated[int, typer.Option("--shard-size", min=1, help="Studies per part file.")]
-TopKOpt = Annotated[int, typer.Option("--topk", "--top-k", min=1, help="Tasks and concepts kept per map.")]
+def _top_k(value: str | int) -> int | None:
+    if str(value).strip().lower() == "all":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a whole number nor 'all'") from None
+    if k < 1:
+        raise typer.BadParameter(f"must be at least 1 (or 'all'), got {k}")
+    return k
+
+
+TopKOpt = Annotated[
+    int | None,
+    typer.Option("--topk", "--top-k", parser=_top_k, metavar="K|all", help="Tasks and concepts kept per map, or all."),
+]
 ModelOpt = Annotated[
     str,
     typer.Option(

@@ -139,8 +139,8 @@ def predict(
     else:
         results = _decode_on_ray(ctx, bundle, items, Path(output) if output else targets[items[0]["map_id"]][0],
                                  decode_args)
-    failed = results[results["error"] != ""]
-    decoded = results[results["error"] == ""]
+    failed = results[results["error"].notna()]
+    decoded = results[results["error"].isna()]
     if decoded.empty and len(items) == 1:
         raise InputError(failed["error"].iloc[0])
     for row in failed.itertuples():

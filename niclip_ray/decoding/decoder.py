@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -158,6 +159,7 @@ class Decoder:
         self.allow_atlas_mismatch = bool(allow_atlas_mismatch)
         self._projector = projector
         self._atlas = None
+        self._warned_standin = False
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike, **kwargs) -> Decoder:
@@ -329,8 +331,14 @@ class Decoder:
         -------
         DataFrame
             :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; the :attr:`topk` best tasks and
-            concepts and every domain of each map, ``rank`` from 1 per map and level. Concept
-            and domain rows have NaN similarity, likelihood, prior and Bayes factor.
+            concepts and every domain of each map, ``rank`` from 1 per map and level, and the
+            :attr:`atlas_id` the maps were projected on. Concept and domain rows have NaN
+            similarity, likelihood, prior and Bayes factor.
+
+        Warns
+        -----
+        UserWarning
+            Once per decoder, when the atlas is the offline stand-in rather than DiFuMo.
         """
         betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
         if len(map_ids) != len(betas):
@@ -351,7 +359,18 @@ class Decoder:
             domain = noisy_or(concept, self.concept_domain)
             frames.append(_tidy("concept", map_ids, concept, top_k(concept, self.topk), *self.concepts.T, {}))
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
-        return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
+        self._warn_if_standin()
+        return pd.concat(frames, ignore_index=True).assign(atlas_id=self.atlas_id)[RESULT_COLUMNS]
+
+    def _warn_if_standin(self) -> None:
+        if "standin" in self.atlas_id and not self._warned_standin:
+            self._warned_standin = True
+            warnings.warn(
+                f"decoding on {self.atlas_id}, an offline stand-in for the DiFuMo atlas: the predictions show "
+                "that the pipeline runs, not what the maps mean; use a bundle trained on the real DiFuMo",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def transform(
         self,

@@ -49,6 +49,7 @@ def _n_volumes(path: Path) -> int:
 
 def _items(map_id: str, path: Path, extra: dict | None = None) -> list[dict]:
     extra = extra or {}
+    path = path.absolute()
     n = _n_volumes(path) if path.is_file() else 0
     if n:
         return [{"map_id": f"{map_id}:{k}", "source_path": str(path), "volume": k, **extra} for k in range(n)]

@@ -14,9 +14,9 @@ LEVELS = ("task", "concept", "domain")
 SCORE_COLUMNS = ("prob", "similarity", "likelihood", "prior", "bayes_factor")
 #: What the evaluator needs of any ranked predictions.
 RANKING_COLUMNS = ("map_id", "level", "rank", "term")
-#: A decoder's tidy result (:meth:`niclip_ray.decoding.decoder.Decoder.transform`).
-RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS]
-#: A decode stage part: the result, where each map came from, its atlas, its error, and a
+#: A decoder's tidy result (:meth:`niclip_ray.decoding.decoder.Decoder.transform`), with the atlas it projected on.
+RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS, "atlas_id"]
+#: A decode stage part: the result, where each map came from, its atlas, its error (null when none), and a
 #: warning about its space (no sform/qform, partial overlap with the brain mask; "" if none).
 DECODE_SCHEMA = pa.schema(
     [
@@ -32,5 +32,8 @@ DECODE_SCHEMA = pa.schema(
         ("warning", pa.string()),
     ]
 )
+#: Written CSVs keep 6 significant digits (float32 features carry no more).
+CSV_FLOAT_FORMAT = "%.6g"
 #: A baseline's rows: the decode columns a baseline has, its own score, and its name.
-BASELINE_COLUMNS = ["map_id", "source_path", "level", "rank", "term", *SCORE_COLUMNS, "score", "backend", "error"]
+BASELINE_COLUMNS = ["map_id", "source_path", "level", "rank", "term_id", "term", *SCORE_COLUMNS, "score", "backend",
+                    "atlas_id", "error"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from niclip_ray.decoding.schema import LEVELS
+from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT, LEVELS
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import null as nulls
 from niclip_ray.evaluation.readers import load_predictions, load_truth
@@ -241,7 +241,6 @@ def write_results(result: EvaluationResult, out_dir: str | Path, dataset: str = 
         "details": out_dir / f"{stem}_details.csv",
         "per_term": out_dir / f"{stem}_per-term.csv",
     }
-    result.summary.to_csv(paths["summary"], index=False)
-    result.details.to_csv(paths["details"], index=False)
-    result.per_term.to_csv(paths["per_term"], index=False)
+    for key, table in (("summary", result.summary), ("details", result.details), ("per_term", result.per_term)):
+        table.to_csv(paths[key], index=False, float_format=CSV_FLOAT_FORMAT)
     return paths

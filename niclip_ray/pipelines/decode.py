@@ -53,8 +53,7 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
     frame = decoder.decode_features(betas, [i["map_id"] for i in good])
     source = {i["map_id"]: i["source_path"] for i in good}
     frame["source_path"] = frame["map_id"].map(source)
-    frame["atlas_id"] = decoder.atlas_id if good else ""
-    frame["error"] = ""
+    frame["error"] = None
     frame["warning"] = frame["map_id"].map(warnings)
     errors = pd.DataFrame(
         {

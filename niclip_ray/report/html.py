@@ -1,20 +1,21 @@
-"""One self-contained HTML report: maps, top predictions, metric table, training curves, methods.
+"""One self-contained HTML report: maps, predictions, metric table, training curves, methods.
 
 Every picture is embedded as a base64 PNG (and also written beside the HTML file), the
 style sheet is inline, and nothing is loaded from elsewhere, so the file can be mailed or
-archived on its own.
+archived on its own. The page is a jinja2 template (``templates/report.html``, autoescaped);
+this module only turns frames into rows of cells.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import os
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+import jinja2
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from niclip_ray import __version__
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import load_truth
 from niclip_ray.report import figures
-from niclip_ray.report.methods import cited_references
+from niclip_ray.report.methods import cited_references, standin_banner
 
 REPORT_NAME = "report.html"
 #: Summary columns shown in the metric table, with their headers.
@@ -33,77 +34,114 @@ METRIC_COLUMNS = {
     "null_mean_hit_at_k": "null hit@k (mean)", "null_std_hit_at_k": "null hit@k (std)",
     "p_value_hit_at_k": "p (hit@k)", "normalized_hit_at_k": "hit@k / null", "above_chance": "above chance",
 }
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f0f0f0; } td.text { text-align: left; }
-img { max-width: 100%; } .error { color: #a00; } p.meta { color: #666; font-size: 0.85em; }
-"""
+#: Columns of the full term table of a map.
+TERM_COLUMNS = {"rank": "rank", "term_id": "term id", "term": "term", "prob": "probability", "score": "raw score",
+                "similarity": "cosine similarity"}
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("niclip_ray.report", "templates"),
+    autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "map"
 
 
-def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _cell(value: object) -> str:
+def format_p(value: float) -> str:
+    """A p-value as a paper writes it: ``p < 0.001`` below 0.001, else three decimals."""
+    return "-" if value != value else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def _cell(value: object, column: str = "") -> dict:
+    if value is None or value is pd.NA:
+        return {"value": "-", "text": False}
     if isinstance(value, (bool, np.bool_)):
-        return "<td>yes</td>" if value else "<td>no</td>"
+        return {"value": "yes" if value else "no", "text": False}
     if isinstance(value, (float, np.floating)):
-        return "<td>-</td>" if np.isnan(value) else f"<td>{value:.3g}</td>"
+        if column.startswith("p_value") or column == "p":
+            return {"value": format_p(float(value)), "text": False}
+        return {"value": "-" if np.isnan(value) else f"{value:.3g}", "text": False}
     if isinstance(value, (int, np.integer)):
-        return f"<td>{value}</td>"
-    return f'<td class="text">{html.escape(str(value))}</td>'
+        return {"value": str(value), "text": False}
+    return {"value": str(value), "text": True}
 
 
-def html_table(frame: pd.DataFrame, headers: Mapping[str, str] | None = None) -> str:
-    """An escaped HTML table of ``frame`` (numbers to 3 significant digits, NaN as '-')."""
+def table_rows(frame: pd.DataFrame, headers: Mapping[str, str] | None = None, note: str = "") -> dict:
+    """``headers`` and ``rows`` of cells (numbers to 3 significant digits, p-values as ``< 0.001``, NaN as '-')."""
     headers = headers or {c: c for c in frame.columns}
     columns = [c for c in headers if c in frame.columns]
-    head = "".join(f"<th>{html.escape(headers[c])}</th>" for c in columns)
-    rows = ["<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in frame[columns].itertuples(index=False)]
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _value_column(predictions: pd.DataFrame) -> pd.Series:
-    """The shown value: the posterior ``prob`` where there is one, else the baseline ``score``."""
-    prob = predictions["prob"] if "prob" in predictions else pd.Series(np.nan, index=predictions.index)
-    score = predictions["score"] if "score" in predictions else pd.Series(np.nan, index=predictions.index)
-    return prob.astype(float).fillna(score.astype(float))
+    rows = [[_cell(v, c) for c, v in zip(columns, row)] for row in frame[columns].itertuples(index=False)]
+    return {"headers": [headers[c] for c in columns], "rows": rows, "note": note}
 
 
 def _truth_line(labels: pd.DataFrame, map_id: str) -> str:
     rows = labels[labels["map_id"] == map_id]
     if rows.empty:
-        return "<p>True labels: none given.</p>"
+        return "True labels: none given."
     parts = [f"{level}: {', '.join(group['term'])}" for level, group in rows.groupby("level", sort=False)]
-    return f"<p>True labels: {html.escape('; '.join(parts))}</p>"
+    return f"True labels: {'; '.join(parts)}"
 
 
-def _prediction_tables(predictions: pd.DataFrame, map_id: str, top_n: int) -> str:
+def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict:
+    """Errors, top-``top_n`` tables and full term tables of one map, per level and backend."""
     rows = predictions[predictions["map_id"].astype(str) == map_id]
-    if rows.empty:
-        return "<p>No predictions for this map.</p>"
-    parts = []
     errors = rows[rows["error"].notna()] if "error" in rows else rows.iloc[:0]
-    for backend, message in zip(errors.get("backend", pd.Series("", index=errors.index)), errors["error"]):
-        parts.append(f'<p class="error">{html.escape(str(backend))}: {html.escape(str(message))}</p>')
+    messages = [f"{backend}: {message}" for backend, message in
+                zip(errors.get("backend", pd.Series("", index=errors.index)), errors["error"])]
     ok = rows.drop(index=errors.index)
-    if ok.empty:
-        return "".join(parts)
-    ok = ok.assign(value=_value_column(ok))
     if "backend" not in ok:
         ok = ok.assign(backend="niclip")
+    top, full = [], []
     for (level, backend), group in ok.groupby(["level", "backend"], sort=False):
-        top = group.sort_values("rank", kind="stable").head(top_n)
-        parts.append(f"<h4>{html.escape(str(level))} · {html.escape(str(backend))}</h4>")
-        parts.append(html_table(top, {"rank": "rank", "term": "term", "value": "prob / score"}))
-    return "".join(parts)
+        group = group.sort_values("rank", kind="stable")
+        heading = f"{level} · {backend}"
+        value = group["prob"] if "prob" in group else pd.Series(np.nan, index=group.index)
+        if "score" in group:
+            value = value.astype(float).fillna(group["score"].astype(float))
+        top.append((heading, table_rows(group.head(top_n).assign(value=value),
+                                        {"rank": "rank", "term": "term", "value": "prob / score"})))
+        full.append((heading, table_rows(group, TERM_COLUMNS)))
+    return {"errors": messages, "top": top, "full": full, "empty": rows.empty}
+
+
+def term_hubness(predictions: pd.DataFrame, k: int, level: str = "task") -> pd.DataFrame:
+    """How often each term is among a map's top ``k``, against ``k / n_terms`` if ranks were even.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Ranked rows (``map_id, level, rank, term``, optionally ``backend``).
+    k : int
+    level : str
+
+    Returns
+    -------
+    DataFrame
+        ``backend, term, maps_in_top_k, fraction_in_top_k, expected, ratio`` (fraction over
+        expected), the most frequent first; terms never in a top ``k`` are left out.
+    """
+    rows = predictions[(predictions["level"] == level) & predictions["rank"].notna()]
+    if "error" in rows:
+        rows = rows[rows["error"].isna()]
+    if "backend" not in rows:
+        rows = rows.assign(backend="niclip")
+    parts = []
+    for backend, group in rows.groupby("backend", sort=True):
+        n_maps, n_terms = group["map_id"].nunique(), group["term"].nunique()
+        counts = group[group["rank"] <= k].groupby("term")["map_id"].nunique()
+        expected = min(k / max(n_terms, 1), 1.0)
+        parts.append(pd.DataFrame({
+            "backend": backend, "term": counts.index, "maps_in_top_k": counts.to_numpy(),
+            "fraction_in_top_k": counts.to_numpy() / max(n_maps, 1), "expected": expected,
+        }))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["backend", "term", "maps_in_top_k", "fraction_in_top_k", "expected"])
+    frame["ratio"] = frame["fraction_in_top_k"].astype(float) / frame["expected"].astype(float)
+    return frame.sort_values(["backend", "maps_in_top_k", "term"], ascending=[True, False, True], ignore_index=True)
 
 
 def write_report(
@@ -118,6 +156,11 @@ def write_report(
     top_n: int = 5,
     truth: pd.DataFrame | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
+    provenance: Mapping[str, object] | None = None,
+    intro: str = "",
+    map_titles: Mapping[str, str] | None = None,
+    map_links: Mapping[str, str] | None = None,
+    hubness_k: int | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -129,7 +172,9 @@ def write_report(
         Decoded maps, drawn with nilearn's ``plot_stat_map``.
     predictions : DataFrame
         Decode-contract rows (``map_id, level, rank, term`` and ``prob`` and/or ``score``,
-        optionally ``backend`` and ``error``) of NiCLIP and the baselines.
+        optionally ``term_id``, ``similarity``, ``backend``, ``atlas_id`` and ``error``) of NiCLIP
+        and the baselines. Each map gets its top ``top_n`` and, folded, every term with its
+        probability and raw score in separate columns.
     metrics : DataFrame
         The evaluator's summary (:attr:`EvaluationResult.summary`).
     curves : DataFrame or None
@@ -147,6 +192,16 @@ def write_report(
         shown under each map.
     tables : mapping of heading to DataFrame, optional
         Further result tables (e.g. a known-answer check), shown after the metrics.
+    provenance : mapping, optional
+        What decoded the maps (:meth:`Decoder.describe() <niclip_ray.decoding.decoder.Decoder.describe>`):
+        its ``atlas_id`` and ``text_model_id`` go into the captions. A stand-in atlas there or
+        in the predictions' ``atlas_id`` column opens the report with a warning banner.
+    intro : str
+        A plain sentence or two under the title: what the run shows and does not show.
+    map_titles, map_links : mapping of map id to str, optional
+        A title shown under a map's heading, linked to its page (PubMed, NeuroVault) when given.
+    hubness_k : int, optional
+        Add the :func:`term_hubness` table of the task level at this cut-off.
 
     Returns
     -------
@@ -162,44 +217,43 @@ def write_report(
     labels = None if truth is None else load_truth(truth)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f'<p class="meta">niclip-ray {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p>']
-
-    body.append("<h2>Metrics: NiCLIP, baselines and the permutation null</h2>")
-    body.append(html_table(metrics, METRIC_COLUMNS))
-    if not metrics.empty:
-        body.append(_img_tag(figures.plot_metrics(metrics, out / "metrics.png"), "hit@k against the null"))
-
-    for heading, table in (tables or {}).items():
-        body.append(f"<h2>{html.escape(heading)}</h2>")
-        body.append(html_table(table))
-
-    body.append("<h2>Decoded maps and top predictions</h2>")
+    provenance = provenance or {}
+    atlas_ids = [str(provenance.get("atlas_id") or "")]
+    if "atlas_id" in predictions:
+        atlas_ids += predictions["atlas_id"].dropna().astype(str).unique().tolist()
+    caption = ", ".join(
+        f"{label} {provenance[key]}" for key, label in (("atlas_id", "atlas"), ("text_model_id", "text model"))
+        if provenance.get(key)
+    )
+    shown = []
     for map_id, source in maps.items():
-        body.append(f"<h3>{html.escape(str(map_id))}</h3>")
-        if labels is not None:
-            body.append(_truth_line(labels, str(map_id)))
-        png = out / f"map-{_slug(str(map_id))}.png"
+        entry = {"id": str(map_id), "title": (map_titles or {}).get(map_id, ""), "link": (map_links or {}).get(map_id),
+                 "truth": _truth_line(labels, str(map_id)) if labels is not None else "", "png": None,
+                 "caption": f"{map_id}, decoded with {caption}" if caption else ""}
+        entry.update(_map_predictions(predictions, str(map_id), top_n))
         try:
-            body.append(_img_tag(figures.plot_map(source, str(map_id), png), f"map {map_id}"))
+            entry["png"] = _data_uri(figures.plot_map(source, str(map_id), out / f"map-{_slug(str(map_id))}.png"))
         except InputError as exc:
-            body.append(f'<p class="error">{html.escape(str(exc))}</p>')
-        body.append(_prediction_tables(predictions, str(map_id), top_n))
-
-    body.append("<h2>Training curves</h2>")
-    if curves is None or curves.empty:
-        body.append("<p>No training curves were given.</p>")
-    else:
-        body.append(_img_tag(figures.plot_curves(curves, out / "curves.png"), "training and validation loss"))
-
-    body.append("<h2>Methods</h2>")
-    body += [f"<p>{html.escape(p.strip())}</p>" for p in methods.split("\n\n") if p.strip()]
-    references = cited_references(methods)
-    if references:
-        body.append("<h3>References</h3><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in references) + "</ul>")
-
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            entry["errors"] = [str(exc), *entry["errors"]]
+        shown.append(entry)
+    extra = [(heading, table_rows(table)) for heading, table in (tables or {}).items()]
+    if hubness_k:
+        hubs = term_hubness(predictions, hubness_k)
+        extra.append((f"Term hubness: how often a task is in a map's top {hubness_k}",
+                      table_rows(hubs, {"backend": "backend", "term": "term", "maps_in_top_k": "maps",
+                                        "fraction_in_top_k": "fraction of maps", "expected": "k / n terms",
+                                        "ratio": "fraction / (k / n)"},
+                                 note="A term far above k / n sits in the top k of most maps whatever they show "
+                                      "(a hub); an even decoder would put each term there in k / n of the maps.")))
+    page = _TEMPLATES.get_template("report.html").render(
+        title=title, version=__version__, stamp=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
+        banner=standin_banner(atlas_ids), intro=intro,
+        metrics=table_rows(metrics, METRIC_COLUMNS),
+        metrics_png=_data_uri(figures.plot_metrics(metrics, out / "metrics.png")) if not metrics.empty else None,
+        tables=extra, maps=shown,
+        curves_png=None if curves is None or curves.empty else _data_uri(figures.plot_curves(curves, out / "curves.png")),
+        methods=[p.strip() for p in methods.split("\n\n") if p.strip()], references=cited_references(methods),
+    )
     path = out / REPORT_NAME
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

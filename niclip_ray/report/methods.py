@@ -112,13 +112,14 @@ def methods_text(
         if name == "neurosynth":
             described.append(
                 "a Neurosynth-style correlation decoder (Yarkoni et al., 2011): one MKDA chi-square meta-analysis "
-                f"per term contrasting studies that mention it with the others, correlated with each map ({settings})"
+                "per term contrasting studies that mention it with the others, correlated with each map"
+                + (f" ({settings})" if settings else " (NiMARE's default settings)")
             )
         elif name == "gclda":
             described.append(f"a GC-LDA topic model decoded with its voxel-topic and topic-term probabilities "
-                             f"(Rubin et al., 2017; {settings})")
+                             f"(Rubin et al., 2017{'; ' + settings if settings else ''})")
         else:
-            described.append(f"{name} ({settings})")
+            described.append(f"{name} ({settings or 'default settings'})")
     if described:
         paragraphs.append(
             "Baselines were trained on the same training studies and vocabulary with NiMARE (Salo et al., 2023): "
@@ -128,6 +129,18 @@ def methods_text(
             "by the same evaluator."
         )
     return "\n\n".join(paragraphs)
+
+
+def standin_banner(atlas_ids: list[str]) -> str | None:
+    """The warning a report opens with when any map was projected on a stand-in atlas (else None)."""
+    standins = sorted({a for a in atlas_ids if a and "standin" in a})
+    if not standins:
+        return None
+    return (
+        f"These maps were projected on {', '.join(standins)}, an offline stand-in for the DiFuMo atlas, not on "
+        "DiFuMo itself. The predictions show that the pipeline runs end to end; they do not say what the maps "
+        "mean. Decode with a model trained on the real DiFuMo atlas for results to interpret."
+    )
 
 
 def cited_references(text: str) -> list[str]:

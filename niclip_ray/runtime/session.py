@@ -13,16 +13,24 @@ Every command that needs Ray goes through :func:`ray_session`; pipelines never c
   also how the command runs *inside* a submitted Ray Job, where Ray sets ``RAY_ADDRESS``.
 * already running: a caller (a test fixture, a notebook) started Ray; it is used as is
   and left running.
+
+A successful command prints no Ray noise: worker output is not forwarded to the driver
+(``log_to_driver=False``), Ray's C++ log lines (``[... E ...] core_worker.cc: ...``) are
+taken off the console, Ray Data logs only warnings there, and the embedded Ray asks for
+token auth without Ray announcing it. With a ``log_dir`` all of it is kept
+there (:func:`ray_session`); errors still raise on the driver and reach the console.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +61,11 @@ TRAIN_LOG_LEVEL = os.environ.get("NICLIP_TRAIN_LOG_LEVEL", "ERROR")
 LOOPBACK = "127.0.0.1"
 #: Prefix of the temporary directory (Ray's ``_temp_dir``) of one embedded Ray.
 TEMP_PREFIX = "niclip-ray-"
+#: A line of Ray's C++ logging (``[2026-01-01 12:00:00,000 E 123 123] core_worker.cc:...``),
+#: fatal lines excepted: these go to the log file, not the console.
+RAY_CPP_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWE] \d+ \d+\] ")
+#: File (under a session's ``log_dir``) receiving the console lines Ray's processes write.
+CONSOLE_LOG = "ray-console.log"
 
 
 def quiet_worker_logs() -> None:
@@ -131,9 +144,73 @@ def configure_data_context(quiet: bool = False) -> None:
     ctx.wait_for_min_actors_s = WAIT_FOR_ACTORS_S
     ctx.execution_no_progress_timeout_s = NO_PROGRESS_TIMEOUT_S
     ctx.arrow_fixed_shape_tensor_format = FixedShapeTensorFormat.ARROW_NATIVE
-    ctx.enable_progress_bars = not quiet and sys.stderr.isatty()
+    ctx.enable_progress_bars = False  # the CLI shows progress per item itself
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
+    quiet_data_console()
+
+
+class _WarningsOnly(logging.Filter):
+    """Drop records below WARNING and Ray Data's notice that its own progress bars are off."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and not record.getMessage().startswith("Progress bars disabled")
+
+
+def quiet_data_console() -> None:
+    """Let Ray Data's console handler show warnings and errors only (its log file keeps the rest)."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if not any(isinstance(f, _WarningsOnly) for f in handler.filters) and not isinstance(
+            handler, logging.FileHandler
+        ) and type(handler).__name__ != "SessionFileHandler":
+            handler.addFilter(_WarningsOnly())
+
+
+@contextmanager
+def ray_console(log_file: Path | None) -> Iterator[None]:
+    """Take Ray's C++ log lines off this process's stderr (file descriptor 2), into ``log_file``.
+
+    Ray's driver and the processes it starts write them straight to the descriptor, so a
+    thread reads it through a pipe: matching lines (:data:`RAY_CPP_LOG_LINE`) go to
+    ``log_file`` (dropped when None), every other line to the original stderr.
+    """
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sink = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 - closed below
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if RAY_CPP_LOG_LINE.match(line):
+                    if sink is not None:
+                        sink.write(line)
+                        sink.flush()
+                else:
+                    os.write(original, line)
+
+    thread = threading.Thread(target=pump, name="ray-console", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes our copy of the pipe's write end
+        thread.join(timeout=5)  # Ray's children hold the pipe until they exit
+        os.close(original)
+        if sink is not None and not thread.is_alive():
+            sink.close()
+
+
+def keep_logs(temp_dir: Path | None, log_dir: Path | None) -> None:
+    """Copy an embedded Ray's session logs (workers, raylet, driver) into ``log_dir/ray/``."""
+    if temp_dir is None or log_dir is None:
+        return
+    logs = temp_dir / "session_latest" / "logs"
+    if logs.is_dir():
+        shutil.copytree(logs, log_dir / "ray", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
 
 
 CONNECT_TIMEOUT_S = float(os.environ.get("NICLIP_CONNECT_TIMEOUT_S", 10))
@@ -164,8 +241,17 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 
 @contextmanager
-def ray_session(options: RayOptions | None = None) -> Iterator[None]:
+def ray_session(options: RayOptions | None = None, log_dir: str | os.PathLike | None = None) -> Iterator[None]:
     """Run the body with Ray available, then shut down what this call started.
+
+    Parameters
+    ----------
+    options : RayOptions, optional
+    log_dir : path, optional
+        Where Ray's logs are kept: ``ray-console.log`` (the lines Ray's processes wrote to
+        this console) and, for an embedded Ray, ``ray/`` (its session logs: ``worker-*.out``
+        and ``.err``, raylet, gcs, driver), copied when the session ends. Without it they are
+        not kept.
 
     Raises
     ------
@@ -181,24 +267,29 @@ def ray_session(options: RayOptions | None = None) -> Iterator[None]:
         return
     address = options.resolved_address()
     temp_dir = None if address else embedded_temp_dir()
-    try:
-        if address:
-            check_reachable(address)
-            apply_client_auth()
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        else:
-            start_embedded(options, temp_dir)
-    except BaseException as exc:
-        remove_temp_dir(temp_dir)
-        if isinstance(exc, (ConnectionError, TimeoutError, ValueError)):
-            raise ConfigError(f"could not start or join {address or 'an embedded local Ray'}: {exc}") from exc
-        raise
-    try:
-        configure_data_context(options.quiet)
-        yield
-    finally:
-        ray.shutdown()
-        remove_temp_dir(temp_dir)
+    log_dir = Path(log_dir).resolve() if log_dir is not None else None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    with ray_console(log_dir / CONSOLE_LOG if log_dir is not None else None):
+        try:
+            if address:
+                check_reachable(address)
+                apply_client_auth()
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                start_embedded(options, temp_dir)
+        except BaseException as exc:
+            remove_temp_dir(temp_dir)
+            if isinstance(exc, (ConnectionError, TimeoutError, ValueError)):
+                raise ConfigError(f"could not start or join {address or 'an embedded local Ray'}: {exc}") from exc
+            raise
+        try:
+            configure_data_context(options.quiet)
+            yield
+        finally:
+            ray.shutdown()
+            keep_logs(temp_dir, log_dir)
+            remove_temp_dir(temp_dir)
 
 
 def embedded_temp_dir() -> Path:
@@ -216,9 +307,10 @@ def start_embedded(options: RayOptions, temp_dir: Path) -> None:
     import ray
 
     ensure_private_token()
-    with _loopback_node_ip():
+    with _loopback_node_ip(), _no_token_notice():
         ray.init(
             address="local",
+            log_to_driver=False,
             num_cpus=options.num_cpus,
             include_dashboard=False,
             object_store_memory=options.object_store_mb * _MIB if options.object_store_mb else object_store_bytes(),
@@ -229,6 +321,23 @@ def start_embedded(options: RayOptions, temp_dir: Path) -> None:
             _node_ip_address=LOOPBACK,
             _temp_dir=str(temp_dir),
         )
+
+
+class _NoTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+@contextmanager
+def _no_token_notice() -> Iterator[None]:
+    """Hide Ray's notice that the new local cluster uses token auth (we made its token private)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice = _NoTokenNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 @contextmanager

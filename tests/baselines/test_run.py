@@ -34,6 +34,14 @@ def test_cli_run_then_evaluate(nback_flanker, tiny_split, tmp_path):
     assert summary["backend"].tolist() == ["gclda"] and summary["n_images"].tolist() == [1]
 
 
+def test_rows_carry_term_ids_and_the_voxel_grid(nback_flanker, tiny_split, tmp_path):
+    motor = load_sample_motor_activation_image()
+    rows, _ = run_baselines(nback_flanker[1], tiny_split[0], ["n-back", "flanker"], {"motor": motor}, tmp_path,
+                            methods=["neurosynth"], term_ids=["trm_1", "trm_2"])
+    assert dict(zip(rows["term"], rows["term_id"])) == {"n-back": "trm_1", "flanker": "trm_2"}
+    assert set(rows["atlas_id"]) == {"voxels-mni152-2mm"} and rows["error"].isna().all()
+
+
 def test_runner_input_errors(nback_flanker, tiny_split, tmp_path):
     with pytest.raises(InputError, match="unknown baseline"):
         run_baselines(nback_flanker[1], tiny_split[0], ["flanker"], {}, tmp_path, methods=["lda"])

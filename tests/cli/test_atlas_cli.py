@@ -28,7 +28,20 @@ def small_corpus(tmp_path_factory):
 
 def test_atlas_info_lists_the_standin(atlas_dir, capsys):
     assert run(["atlas", "info", "--atlas-dir", str(atlas_dir)]) == 0
-    assert "difumo64-2mm-standin-seed0" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "difumo64-2mm-standin-seed0" in printed.out
+    assert "niclip-ray atlas fetch --dim 512" in printed.err and "fetch_atlas_difumo(dimension=512" in printed.err
+
+
+def test_atlas_fetch_without_network_is_one_line_error(tmp_path, capsys, monkeypatch):
+    import nilearn.datasets
+
+    def offline(**kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(nilearn.datasets, "fetch_atlas_difumo", offline)
+    assert run(["atlas", "fetch", "--dim", "64", "--out", str(tmp_path)]) == 1
+    assert "could not download DiFuMo 64" in capsys.readouterr().err
 
 
 def test_atlas_info_errors(tmp_path, capsys):
@@ -51,7 +64,7 @@ def test_build_standin_command(tmp_path, capsys):
 def test_embed_images_writes_features(ray_local, small_corpus, atlas_dir, tmp_path, capsys):
     out = tmp_path / "images"
     argv = ["embed", "images", "--corpus", str(small_corpus), "--out", str(out)]
-    argv += ["--atlas-dir", str(atlas_dir), "--dim", "64", "--shard-size", "4", "--num-actors", "1"]
+    argv += ["--atlas-dir", str(atlas_dir), "--dim", "64", "--shard-size", "4", "--num-actors", "1", "--standin"]
     assert run(argv) == 0
     printed = capsys.readouterr()
     assert "images: 6 ok, 0 failed rows in 2 shards" in printed.out
@@ -64,7 +77,7 @@ def test_embed_images_writes_features(ray_local, small_corpus, atlas_dir, tmp_pa
 
 
 def test_embed_images_errors(ray_local, small_corpus, tmp_path, capsys):
-    assert run(["embed", "images", "--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
+    assert run(["embed", "images", "--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--standin"]) == 1
     assert "not a corpus directory" in capsys.readouterr().err
     argv = ["embed", "images", "--corpus", str(small_corpus), "--out", str(tmp_path / "o"), "--dim", "64"]
     assert run(argv + ["--atlas-dir", str(tmp_path), "--no-standin"]) == 1

@@ -52,7 +52,8 @@ def test_info_lists_the_cached_standin(capsys, monkeypatch, tmp_path):
     (root / "128" / "2mm" / "maps.nii.gz").write_bytes(b"")
     (root / "README.md").write_text("niclip-ray stand-in\nseed: 0\n")
     assert run(["info"]) == 0
-    assert "difumo128-2mm-standin-seed0" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "difumo128-2mm-standin-seed0" in printed and "niclip-ray atlas fetch" in printed
 
 
 def test_info_with_cluster_says_job_submission(capsys, tmp_path):

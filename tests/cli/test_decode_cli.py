@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.cli.main import run
 from niclip_ray._testing import toy_bundle
+from niclip_ray.model.bundle import load_bundle
 from niclip_ray.tables import read_parts
 
 
@@ -24,7 +26,7 @@ def test_single_map(bundle, ray_local, tmp_path, capsys):
     path, atlas = bundle
     motor = load_sample_motor_activation_image()
     code = run(["decode", motor, "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"),
-                "--topk", "4"])
+                "--topk", "4", "--standin"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "image_10426: top predictions" in captured.out and "domain" in captured.out
@@ -35,8 +37,20 @@ def test_single_map(bundle, ray_local, tmp_path, capsys):
     assert task_csv.columns.tolist() == ["pred", "prob", "similarity", "likelihood", "prior_prob", "joint_prob",
                                          "bayes_factor"]
     task = results[results.level == "task"].sort_values("rank")
-    np.testing.assert_allclose(task_csv["prob"], task["prob"])
+    np.testing.assert_allclose(task_csv["prob"], task["prob"], rtol=1e-5)  # CSVs keep 6 significant digits
     assert pd.read_csv(tmp_path / "o" / "csv" / "image_10426_domain_predictions.csv").columns.tolist() == ["pred", "prob"]
+
+
+def test_top_k_all_keeps_every_term(bundle, ray_local, tmp_path, capsys):
+    path, atlas = bundle
+    code = run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--atlas-dir", str(atlas),
+                "--out", str(tmp_path / "o"), "--top-k", "all", "--standin", "--no-csv"])
+    assert code == 0, capsys.readouterr().err
+    results = read_parts(tmp_path / "o" / "decode").to_pandas()
+    assert len(results[results.level == "task"]) == len(load_bundle(path).vocabulary)
+    assert results["error"].isna().all() and Path(results["source_path"].iloc[0]).is_absolute()
+    assert run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--top-k", "some",
+                "--out", str(tmp_path / "p")]) != 0
 
 
 def test_collection_with_a_bad_map(bundle, ray_local, tmp_path, capsys):
@@ -49,12 +63,12 @@ def test_collection_with_a_bad_map(bundle, ray_local, tmp_path, capsys):
     img = nib.load(load_sample_motor_activation_image())
     nib.save(nib.Nifti1Image(-np.asarray(img.dataobj), img.affine), coll / "image_100.nii.gz")
     code = run(["decode", "--collection", "658", "--neurovault-dir", str(tmp_path / "nv"), "--model", str(path),
-                "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"), "--tasks-only", "--no-csv"])
+                "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"), "--tasks-only", "--no-csv", "--standin"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "collection_658/image_99" in captured.err and "1 failed" in captured.out
     results = read_parts(tmp_path / "o" / "decode").to_pandas()
-    ok = results[results.error == ""]
+    ok = results[results.error.isna()]
     assert set(ok["map_id"]) == {"collection_658/image_100", "collection_658/image_10426"}
     assert set(ok["level"]) == {"task"}
     assert not (tmp_path / "o" / "csv").exists()
@@ -64,8 +78,17 @@ def test_nothing_decodable_exits_1(bundle, ray_local, tmp_path, capsys):
     path, atlas = bundle
     bad = tmp_path / "bad.nii.gz"
     bad.write_text("nope")
-    assert run(["decode", str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o")]) == 1
+    argv = ["decode", str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o")]
+    assert run(argv + ["--standin"]) == 1
     assert "none of the 1 maps could be decoded" in capsys.readouterr().err
+
+
+def test_a_standin_bundle_decodes_only_when_asked(bundle, tmp_path, capsys):
+    path, atlas = bundle
+    code = run(["decode", load_sample_motor_activation_image(), "--model", str(path), "--atlas-dir", str(atlas),
+                "--out", str(tmp_path / "o")])
+    assert code == 1 and "pass --standin" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_hierarchical_without_ontology_fails_before_ray(tmp_path, capsys):

@@ -18,7 +18,7 @@ def test_embed_runs_both_stages(ray_local, tmp_path, capsys):
     ingest("nimare:neurosynth_laird", tmp_path / "corpus")
     argv = ["embed", "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "features"),
             "--model", "all-minilm-l6-v2", "--section", "abstract", "--dim", "64",
-            "--atlas-dir", str(default_standin_dir(0))]
+            "--atlas-dir", str(default_standin_dir(0)), "--standin"]
     assert run(argv) == 0
     out = capsys.readouterr().out
     assert "images: 17 ok, 0 failed" in out and "text: 17 ok, 0 failed" in out

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from niclip_ray.cli.main import run
-from tests.retrieval.conftest import world  # noqa: F401 - the tiny retrieval world, as a fixture here
+from tests.retrieval.conftest import world  # noqa: F401  (the tiny retrieval world, as a fixture here)
 
 
 def _write_inputs(tmp_path):

@@ -200,3 +200,16 @@ def test_a_test_bundle_never_decodes_on_the_real_standin(bundle_dir):
     with pytest.raises(ConfigError, match="finds atlas difumo64-2mm-standin-seed0 but the bundle was trained on atlas "
                                           "toy-difumo64-8mm-standin-seed0"):
         Decoder(path, atlas_dir=default_standin_dir(0)).project(load_sample_motor_activation_image())
+
+
+def test_a_standin_atlas_warns_and_frames_carry_the_atlas_id(bundle_dir):
+    import warnings
+
+    path, atlas_dir = bundle_dir
+    decoder = Decoder(path, atlas_dir=atlas_dir)
+    with pytest.warns(UserWarning, match="offline stand-in for the DiFuMo atlas"):
+        frame = decoder.transform(load_sample_motor_activation_image())
+    assert set(frame["atlas_id"]) == {"toy-difumo64-8mm-standin-seed0"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decoder.transform(load_sample_motor_activation_image())  # warned once per decoder

@@ -65,3 +65,25 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
     rerun = capsys.readouterr().out
     for stage in ("corpus: reusing", "train: reusing", "baselines: reusing", "(1 already done)"):
         assert stage in rerun
+
+
+@pytest.mark.timeout(1500)
+def test_quick_demo_console_has_no_ray_noise(tmp_path):
+    """A successful run through the installed CLI prints no Ray noise; Ray's logs are kept under OUT/logs."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env["HOME"] = str(tmp_path)  # a private ~/.ray/auth_token, as a new user gets
+    argv = [sys.executable, "-c", "from niclip_ray.cli.main import main; main()", "demo", "--quick", "--out",
+            str(tmp_path / "demo"), "--folds", "2", "--epochs", "2", "--permutations", "50"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1400)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-3000:]
+    noise = re.compile(r"core_worker|Token authentication|Progress bars disabled|\(raylet\)|pid=\d+\)|\x1b\[")
+    assert not [line for line in printed.splitlines() if noise.search(line)], printed[-3000:]
+    assert re.search(r"^train: \d+/4 epochs \(at most\) \(fold \d", done.stdout, re.M)  # progress per epoch
+    assert "features: 120/120 studies x (image, text)" in done.stdout
+    assert (tmp_path / "demo" / "logs" / "ray").is_dir() and f"Ray logs: {tmp_path / 'demo' / 'logs'}" in done.stdout

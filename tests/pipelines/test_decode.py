@@ -63,12 +63,12 @@ def test_decode_items_without_ray(setup):
     items = collect_maps([maps])
     table = decode.decode_items(decoder, items).to_pandas()
     assert table.columns.tolist() == DECODE_SCHEMA.names
-    errors = table[table["error"] != ""].set_index("map_id")["error"]
+    errors = table[table["error"].notna()].set_index("map_id")["error"]
     assert set(errors.index) == set(BAD)
     for map_id, pattern in BAD.items():
         assert pd.Series([errors[map_id]]).str.contains(pattern).all(), (map_id, errors[map_id])
         assert map_id in errors[map_id]
-    good = table[table["error"] == ""]
+    good = table[table["error"].isna()]
     assert set(good["map_id"]) == GOOD
     assert good.groupby(["map_id", "level"]).size().unstack().to_dict("list") == {
         "concept": [3] * len(GOOD), "domain": [10] * len(GOOD), "task": [3] * len(GOOD)}

@@ -46,7 +46,7 @@ def motor():
 def decoded(decoder, paths, strict=False):
     """map_id -> (error, warning) of every map of ``paths``, without Ray."""
     table = decode.decode_items(decoder, collect_maps(paths), strict=strict).to_pandas()
-    return {row.map_id: (row.error, row.warning) for row in table.drop_duplicates("map_id").itertuples()}
+    return {row.map_id: (row.error or "", row.warning) for row in table.drop_duplicates("map_id").itertuples()}
 
 
 def mask_fraction(img, decoder):

@@ -46,7 +46,7 @@ def report(tmp_path_factory, facts):
                            baselines={"gclda": {"n_topics": 3}})
     path = write_report(out / "html", maps={"motor": load_sample_motor_activation_image(), "bad": out / "missing.nii"},
                         predictions=predictions, metrics=summary, curves=read_curves(metrics_file), methods=methods,
-                        truth=truth)
+                        truth=truth, provenance=facts)
     return path, summary
 
 
@@ -94,6 +94,53 @@ def test_methods_state_what_the_decoder_ran(facts):
     assert "noisy-OR" not in text and "trained on 20 studies of a toy corpus." in text
     assert "projected onto the DiFuMo atlas (Dadi et al., 2020) by least squares" in text
     assert "posteriors with a uniform prior; every term was ranked." in text
+
+
+def test_a_standin_run_says_so_at_the_top_and_in_the_methods(report):
+    page = report[0].read_text()
+    top = page.split("<h2>")[0]
+    assert 'class="banner"' in top and "toy-difumo64-8mm-standin-seed0, an offline stand-in" in top
+    assert "decoded with atlas toy-difumo64-8mm-standin-seed0, text model toy-random" in page  # map caption
+    methods = page.split("<h2>Methods")[1]
+    assert "stand-in" in methods and "projected onto the DiFuMo atlas" not in methods
+
+
+def test_no_banner_on_the_real_atlas(tmp_path, facts):
+    real = {**facts, "atlas_id": "difumo512-2mm", "atlas_standin": False}
+    predictions = _predictions().iloc[:2]
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    page = write_report(tmp_path, maps={}, predictions=predictions, metrics=metrics, curves=None,
+                        methods="", provenance=real).read_text()
+    assert "banner" not in page.split("<style>")[1].split("</style>")[1] and "stand-in" not in page
+
+
+def test_baselines_with_default_settings_have_no_empty_brackets(facts):
+    text = methods_text(facts, corpus="c", n_maps=1, k={"task": 4}, n_permutations=10, seed=0,
+                        baselines={"neurosynth": {}, "gclda": {}})
+    assert "()" not in text and "(Rubin et al., 2017)" in text and "(NiMARE's default settings)" in text
+
+
+def test_full_term_tables_hubness_intro_and_links(tmp_path, facts):
+    from niclip_ray.report.html import format_p, term_hubness
+
+    predictions = _predictions()
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    page = write_report(tmp_path, maps={"motor": load_sample_motor_activation_image()}, predictions=predictions,
+                        metrics=metrics.assign(p_value_hit_at_k=0.0004), curves=None, methods="", provenance=facts,
+                        intro="What this shows & what it does not.", map_titles={"motor": "A motor map"},
+                        map_links={"motor": "https://neurovault.org/images/10426/"}, hubness_k=1).read_text()
+    assert "<p class=\"intro\">What this shows &amp; what it does not.</p>" in page  # escaped by the template
+    assert '<a href="https://neurovault.org/images/10426/">A motor map</a>' in page
+    assert "<td>&lt; 0.001</td>" in page  # p-values as p < 0.001
+    full = page.split("<details>")[1]
+    assert "<th>probability</th><th>raw score</th>" in full and "<td>0.7</td><td>5</td>" in full
+    assert "Term hubness" in page
+    assert format_p(0.0123) == "0.012" and format_p(float("nan")) == "-"
+    ranked = pd.DataFrame({"map_id": ["a", "a", "b", "b"], "level": "task", "rank": [1, 2, 1, 2],
+                           "term": ["x", "y", "x", "y"]})
+    hubs = term_hubness(ranked, k=1)
+    assert hubs[["term", "maps_in_top_k", "fraction_in_top_k", "expected", "ratio"]].values.tolist() == [
+        ["x", 2, 1.0, 0.5, 2.0]]
 
 
 def test_bad_report_inputs(tmp_path):

@@ -37,6 +37,9 @@ def both(
     dim: DimOpt = 512,
     atlas_dir: AtlasDirOpt = None,
     dtype: DtypeOpt = "auto",
+    standin: Annotated[
+        bool, typer.Option("--standin", help="Use the offline stand-in atlas when no real DiFuMo is found.")
+    ] = False,
 ) -> None:
     """Run both feature stages when no sub-command is given.
 
@@ -51,7 +54,7 @@ def both(
         image_summary, text_summary = features.run(
             corpus,
             out_dir,
-            image_options={"dim": dim, "atlas_dir": atlas_dir},
+            image_options={"dim": dim, "atlas_dir": atlas_dir, "allow_standin": standin},
             text_options={"model": model, "section": section, "dtype": dtype},
         )
     failed = []

@@ -24,8 +24,9 @@ def images(
     shard_size: StudyShardOpt = images_stage.DEFAULT_SHARD_SIZE,
     num_actors: Annotated[int | None, typer.Option(min=1, help="CPU actors (default: one per CPU).")] = None,
     standin: Annotated[
-        bool, typer.Option("--standin/--no-standin", help="Fall back to the offline stand-in atlas.")
-    ] = True,
+        bool,
+        typer.Option("--standin/--no-standin", help="Use the offline stand-in atlas when no real DiFuMo is found."),
+    ] = False,
     fail_on_error: FailOnErrorOpt = False,
 ) -> None:
     """Project each study's MKDA map (10 mm spheres) on DiFuMo by least squares.

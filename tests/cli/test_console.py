@@ -1,0 +1,38 @@
+"""Console progress: per item, rich on a terminal, plain lines (no ANSI codes) otherwise."""
+
+import io
+import json
+
+from rich.console import Console
+
+from niclip_ray.cli.console import ItemProgress
+from niclip_ray.demo import follow_epochs
+
+
+def test_progress_in_a_non_terminal_is_plain_text():
+    buffer = io.StringIO()
+    with ItemProgress("decode", 3, "maps", console=Console(file=buffer, force_terminal=False)) as progress:
+        progress.advance(2)
+        progress.advance(1, " (last)")
+    assert buffer.getvalue() == "decode: 2/3 maps\ndecode: 3/3 maps (last)\n"
+    assert "\x1b" not in buffer.getvalue()
+
+
+def test_quiet_progress_prints_nothing():
+    buffer = io.StringIO()
+    with ItemProgress("decode", 3, "maps", quiet=True, console=Console(file=buffer)) as progress:
+        progress.advance(3)
+    assert buffer.getvalue() == "" and progress.done == 3
+
+
+def test_training_progress_follows_the_epoch_rows(tmp_path):
+    buffer = io.StringIO()
+    run = tmp_path / "fold-0"
+    run.mkdir()
+    rows = [{"fold": 0, "epoch": e, "val_loss": 2.0 - e, "val_recall@10": 0.25 * e} for e in range(2)]
+    console = Console(file=buffer, force_terminal=False)
+    with ItemProgress("train", 4, "epochs", console=console) as progress, follow_epochs(tmp_path, progress, 0.05):
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    lines = buffer.getvalue().splitlines()
+    assert lines == ["train: 1/4 epochs (fold 0, val loss 2.0000, val recall@10 0.000)",
+                     "train: 2/4 epochs (fold 0, val loss 1.0000, val recall@10 0.250)"]
