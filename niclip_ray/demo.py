@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -106,46 +105,6 @@ class _Silent:
         pass
 
 
-def _epoch_note(row: dict) -> str:
-    recall = row.get("val_recall@10")
-    shown = f", val recall@10 {recall:.3f}" if isinstance(recall, (int, float)) else ""
-    return f" (fold {row.get('fold')}, val loss {row.get('val_loss', float('nan')):.4f}{shown})"
-
-
-@contextmanager
-def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[None]:
-    """Advance ``progress`` by one per epoch row rank 0 appends to ``runs_dir/*/metrics.jsonl``.
-
-    The driver reads the files, so training progress shows although the Ray Train workers'
-    own output goes to the log files, not the console.
-    """
-    seen: dict[Path, int] = {}
-    stop = threading.Event()
-
-    def poll() -> None:
-        for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
-            for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a row being written: read it next time
-                    break
-                seen[path] = seen.get(path, 0) + 1
-                progress.advance(1, _epoch_note(row))
-
-    def follow() -> None:
-        while not stop.wait(poll_s):
-            poll()
-
-    thread = threading.Thread(target=follow, name="epoch-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        poll()
-
-
 def stage_corpus(settings: DemoSettings, say: Say) -> Path:
     """Ingest the shipped studyset (a seeded subset with ``max_studies``)."""
     out = settings.out_dir / "corpus"
@@ -215,10 +174,11 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     from niclip_ray.report import methods_text, read_curves, write_report
     from niclip_ray.runtime import ray_session
     from niclip_ray.runtime.session import cluster_cpus
-    from niclip_ray.training.cv import train_cross_validated
+    from niclip_ray.training.cv import RUNS, train_cross_validated
     from niclip_ray.training.data import load_pairs
     from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
+    from niclip_ray.training.progress import follow_epochs
     from niclip_ray.training.ray_train import ScalingOptions
 
     out = Path(settings.out_dir).resolve()
@@ -251,7 +211,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
             share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
             with progress("train", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
-                    follow_epochs(paths["train"] / "runs", epochs):
+                    follow_epochs(paths["train"] / RUNS, epochs):
                 report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
                                                max_concurrent_folds=settings.max_concurrent_folds,
                                                print_epochs=False)

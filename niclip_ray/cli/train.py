@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from niclip_ray.cli.console import err, out, say
+from niclip_ray.cli.console import ItemProgress, err, out, say
 from niclip_ray.cli.context import options
 
 
@@ -41,10 +41,11 @@ def train(
     from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.runtime import ray_session
     from niclip_ray.runtime.session import cluster_cpus
-    from niclip_ray.training.cv import train_cross_validated
+    from niclip_ray.training.cv import RUNS, train_cross_validated
     from niclip_ray.training.data import load_pairs
     from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
+    from niclip_ray.training.progress import follow_epochs
     from niclip_ray.training.ray_train import ScalingOptions
 
     opts = options(ctx)
@@ -61,12 +62,14 @@ def train(
                   f"text rows", markup=False)
     say(f"{len(pairs)} paired studies ({pairs.section}, text dim {pairs.texts.shape[1]}, "
         f"image dim {pairs.images.shape[1]}), {folds} folds", quiet=opts.quiet)
-    with ray_session(opts.ray_options()):
+    with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
         share = 1.0 if use_gpu else worker_cpu_share(num_workers, max_concurrent_folds, cluster_cpus())
         scaling = ScalingOptions(num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=share,
                                  max_failures=max_failures)
-        report = train_cross_validated(pairs, out_dir, config, scaling, folds, max_concurrent_folds, vocab,
-                                       print_epochs=not opts.quiet)
+        with ItemProgress("train", folds * epochs, "epochs (at most)", quiet=opts.quiet) as progress, \
+                follow_epochs(out_dir / RUNS, progress):
+            report = train_cross_validated(pairs, out_dir, config, scaling, folds, max_concurrent_folds, vocab,
+                                           print_epochs=False)
     table = Table(title="Test scores per fold (weights: best validation epoch)")
     for column in ("fold", "epochs", "best epoch", "val loss", "test R@10", "test R@100", "test mix&match"):
         table.add_column(column, justify="right")

@@ -359,14 +359,24 @@ class Decoder:
             domain = noisy_or(concept, self.concept_domain)
             frames.append(_tidy("concept", map_ids, concept, top_k(concept, self.topk), *self.concepts.T, {}))
             frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
-        self._warn_if_standin()
-        return pd.concat(frames, ignore_index=True).assign(atlas_id=self.atlas_id)[RESULT_COLUMNS]
+        atlas_id = self._features_atlas_id()
+        self._warn_if_standin(atlas_id)
+        return pd.concat(frames, ignore_index=True).assign(atlas_id=atlas_id)[RESULT_COLUMNS]
 
-    def _warn_if_standin(self) -> None:
-        if "standin" in self.atlas_id and not self._warned_standin:
+    def _features_atlas_id(self) -> str:
+        """The atlas of the coefficients: the one found if any, else the one the bundle records.
+
+        Decoding coefficients computed elsewhere needs no atlas on disk.
+        """
+        if self._projector is not None or self._atlas is not None:
+            return self.atlas_id
+        return str(self.bundle.config.get("atlas_id") or "")
+
+    def _warn_if_standin(self, atlas_id: str) -> None:
+        if "standin" in atlas_id and not self._warned_standin:
             self._warned_standin = True
             warnings.warn(
-                f"decoding on {self.atlas_id}, an offline stand-in for the DiFuMo atlas: the predictions show "
+                f"decoding on {atlas_id}, an offline stand-in for the DiFuMo atlas: the predictions show "
                 "that the pipeline runs, not what the maps mean; use a bundle trained on the real DiFuMo",
                 UserWarning,
                 stacklevel=3,
