@@ -36,12 +36,12 @@ import torch
 from nilearn.datasets import load_sample_motor_activation_image
 from nilearn.image import resample_to_img
 
+from niclip_ray._testing import toy_state_dict, toy_vocabulary
 from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.atlas.mask import load_brain_mask
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.map_files import collect_maps
 from niclip_ray.decoding.posterior import noisy_or, task_posterior
-from niclip_ray._testing import toy_state_dict, toy_vocabulary
 from niclip_ray.model import CLIP
 from niclip_ray.model.bundle import save_bundle
 from niclip_ray.ontology import load_ontology

@@ -105,9 +105,7 @@ def worker(args) -> dict:
         def run(batch):
             return embedder.embed(batch).vectors
     else:
-        from transformers import AutoModelForCausalLM
-
-        from transformers import AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         files = locate(spec.base)
         tokenizer = AutoTokenizer.from_pretrained(files.directory, local_files_only=True, **files.kwargs())

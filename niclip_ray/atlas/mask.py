@@ -75,7 +75,7 @@ class MaskGrid:
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_img(cls, mask_img: nib.Nifti1Image) -> "MaskGrid":
+    def from_img(cls, mask_img: nib.Nifti1Image) -> MaskGrid:
         """Build the lookup from a 3-D mask image (non-zero, finite voxels are in)."""
         data = np.asarray(mask_img.dataobj)
         if data.ndim != 3:

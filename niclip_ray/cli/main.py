@@ -11,29 +11,29 @@ from typing import Annotated
 import typer
 
 from niclip_ray import __version__
-from niclip_ray.cli.context import GlobalOptions, options
-from niclip_ray.cli.console import err
 from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.baselines import app as baselines_app
+from niclip_ray.cli.cluster import app as cluster_app
+from niclip_ray.cli.console import err
+from niclip_ray.cli.context import GlobalOptions, options
 from niclip_ray.cli.corpus import app as corpus_app
-from niclip_ray.cli.demo import demo
 from niclip_ray.cli.decode import decode
+from niclip_ray.cli.demo import demo
 from niclip_ray.cli.embed import app as embed_app
 from niclip_ray.cli.evaluate import evaluate
 from niclip_ray.cli.index import app as index_app
 from niclip_ray.cli.info import info
 from niclip_ray.cli.jobs import app as jobs_app
 from niclip_ray.cli.model import app as model_app
-from niclip_ray.cli.cluster import app as cluster_app
+from niclip_ray.cli.options import user_message
 from niclip_ray.cli.pipeline import pipeline
 from niclip_ray.cli.predict import predict
-from niclip_ray.cli.search import app as search_app
 from niclip_ray.cli.runconfig import default_map, load_run_config
+from niclip_ray.cli.search import app as search_app
 from niclip_ray.cli.serve import app as serve_app
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
-from niclip_ray.cli.options import user_message
 from niclip_ray.errors import NiclipError
 
 app = typer.Typer(

@@ -69,7 +69,7 @@ def read_neurostore_tree(path: Path, source: str) -> RawCorpus:
             continue
         for bad_row in bad:
             raw.error(sid, bad_row.problem, bad_row.detail(f"{folder.name}/coordinates.csv"))
-        space = table["space"] if "space" in table else "MNI"
+        space = table.get("space", "MNI")
         coords.append(pd.DataFrame({"study_id": sid, "analysis_id": f"{sid}-1", "x": table["x"], "y": table["y"],
                                     "z": table["z"], "space_in": space}))
     raw.studies = pd.DataFrame(studies, columns=["study_id", "pmid", "title", "abstract", "body"])

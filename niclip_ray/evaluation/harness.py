@@ -17,8 +17,8 @@ import pandas as pd
 from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT, LEVELS
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import null as nulls
-from niclip_ray.evaluation.readers import load_predictions, load_truth
 from niclip_ray.evaluation.metrics import aggregate, map_scores, pair_scores, rank_matrix, truth_matrix
+from niclip_ray.evaluation.readers import load_predictions, load_truth
 
 #: Cut-offs of the reference's ``decoding_eval.py``.
 DEFAULT_K = {"task": 4, "concept": 4, "domain": 2}

@@ -219,7 +219,7 @@ class TextEmbedder:
             batch = [windows[k] for k in order[start : start + self.batch_size]]
             try:
                 yield [o for o, _ in batch], self._window_sums([w for _, w in batch]), ""
-            except Exception as exc:  # noqa: BLE001 - reported per text, the run goes on
+            except Exception as exc:
                 if len(batch) == 1:
                     yield [batch[0][0]], [None], f"model forward failed: {type(exc).__name__}: {exc}"
                     continue
@@ -228,7 +228,7 @@ class TextEmbedder:
                 for owner, window in batch:
                     try:
                         yield [owner], self._window_sums([window]), ""
-                    except Exception as single:  # noqa: BLE001
+                    except Exception as single:
                         yield [owner], [None], f"model forward failed: {type(single).__name__}: {single}"
 
     def _window_sums(self, windows: list[list[int]]) -> np.ndarray:

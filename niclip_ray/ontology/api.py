@@ -30,7 +30,7 @@ def http_get_json(url: str, timeout: float = 30.0) -> object:
     """GET ``url`` and decode its JSON body (standard library only)."""
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https API
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read().decode("utf-8"))
 
 

@@ -22,10 +22,10 @@ import pyarrow as pa
 from niclip_ray.decoding.decoder import bundle_digest
 from niclip_ray.decoding.map_files import load_item
 from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256, load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 from niclip_ray.retrieval.table import INDEX_META, index_items, index_rows
-from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.tables import read_parts
 
 STAGE = "index"

@@ -9,13 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # the report is drawn in batch jobs and workers without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+import pandas as pd
 
-from niclip_ray.decoding.schema import LEVELS  # noqa: E402
-from niclip_ray.errors import InputError  # noqa: E402
+from niclip_ray.decoding.schema import LEVELS
+from niclip_ray.errors import InputError
 
 CURVE_COLUMNS = ("fold", "epoch", "train_loss", "val_loss")
 

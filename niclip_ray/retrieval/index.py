@@ -23,12 +23,12 @@ import pandas as pd
 import torch
 
 from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256, Bundle, load_bundle
 from niclip_ray.retrieval.queries import check_in_brain, query_text
 from niclip_ray.retrieval.ridge import RidgeModel, fit_ridge
 from niclip_ray.retrieval.search import ExactSearch
 from niclip_ray.retrieval.table import StudyIndex, read_index
-from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.vectors import l2_normalise
 
 AGAINST = ("text", "image")

@@ -9,6 +9,7 @@ same command twice attaches to the first job instead of starting a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -149,10 +150,8 @@ def follow(address: str, sid: str, write: Callable[[str], None], poll_s: float =
         async for lines in jobs.tail_job_logs(sid):
             write(lines)
 
-    try:
+    with contextlib.suppress(Exception):  # the log stream can drop (head restart); fall back to polling
         asyncio.run(tail())
-    except Exception:  # the log stream can drop (head restart); fall back to polling
-        pass
     status = _status_or_none(jobs, sid)
     while status not in TERMINAL:
         time.sleep(poll_s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+
 def _rank_counts(sim: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: texts scoring above the pair, and texts scoring below it."""
     rows = torch.arange(sim.shape[0], device=sim.device)

@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from niclip_ray.atlas.mask import brain_mask_grid
 from niclip_ray.atlas.maps import iter_volumes, load_map
+from niclip_ray.atlas.mask import brain_mask_grid
 from niclip_ray.errors import InputError
 
 AFFINE = brain_mask_grid().affine

@@ -1,5 +1,7 @@
 """Whole-phrase term counting, including the reference's zeroed multi-word names."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,7 +37,7 @@ def test_three_word_names_count_where_the_reference_zeroes_them():
     # the reference: Neurosynth stop list + task/paradigm stripped from names, then 1-2 grams
     from nimare.utils import get_resource_path
 
-    stoplist = set(open(f"{get_resource_path()}/neurosynth_stoplist.txt").read().split()) | {"task", "paradigm"}
+    stoplist = set(Path(get_resource_path(), "neurosynth_stoplist.txt").read_text().split()) | {"task", "paradigm"}
     analyzer = CountVectorizer(stop_words=sorted(stoplist)).build_analyzer()
     stripped = [" ".join(analyzer(name)) for name in names]
     assert stripped == ["spatial working memory", ""]  # "back" is a Neurosynth stop word

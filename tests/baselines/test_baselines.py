@@ -6,10 +6,10 @@ MKDAChi2 map fitted directly, and the GC-LDA decoding formula on the model's mat
 
 import re
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import nibabel as nib
 from nilearn.datasets import load_sample_motor_activation_image
 from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker

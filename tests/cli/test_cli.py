@@ -1,5 +1,6 @@
 """The CLI shell: help, version, info, one-line errors and exit codes."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +90,9 @@ def test_corpus_ingest_and_info(capsys, tmp_path):
 
 def test_corpus_warnings_name_the_study(capsys, tmp_path):
     src = tmp_path / "d.json"
-    peak = '"coords": {"x": [1], "y": [2], "z": [3]}'
-    src.write_text('{"s1": {"contrasts": {"1": {%s, "text": {}}}}, '
-                   '"s2": {"contrasts": {"1": {%s, "text": {"abstract": "A working memory study."}}}}}' % (peak, peak))
+    peak = {"x": [1], "y": [2], "z": [3]}
+    src.write_text(json.dumps({"s1": {"contrasts": {"1": {"coords": peak, "text": {}}}},
+                               "s2": {"contrasts": {"1": {"coords": peak, "text": {"abstract": "A working memory study."}}}}}))
     assert run(["corpus", "ingest", str(src), "--out", str(tmp_path / "o")]) == 0
     assert "study s1: no text" in capsys.readouterr().err
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
-from niclip_ray.cli.main import run
 from niclip_ray._testing import toy_bundle
+from niclip_ray.cli.main import run
 from niclip_ray.model.bundle import load_bundle
 from niclip_ray.tables import read_parts
 

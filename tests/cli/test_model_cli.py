@@ -5,8 +5,8 @@ import json
 import numpy as np
 import torch
 
-from niclip_ray.cli.main import run
 from niclip_ray._testing import toy_state_dict, toy_vocabulary
+from niclip_ray.cli.main import run
 from niclip_ray.model.bundle import load_bundle, save_bundle
 from niclip_ray.model.vocabulary import write_vocabulary
 from niclip_ray.ontology import load_ontology

@@ -20,9 +20,9 @@ import scipy.sparse as sp
 import torch
 from scipy.special import erf
 
+from niclip_ray._testing import toy_atlas, toy_state_dict
 from niclip_ray.cli.main import run
 from niclip_ray.decoding.predict import image_name, output_targets, parse_bool
-from niclip_ray._testing import toy_atlas, toy_state_dict
 from niclip_ray.errors import InputError
 
 TASKS = [  # (id, name, definition) in snapshot order; the last one has no definition and is dropped

@@ -7,10 +7,10 @@ import pytest
 
 from niclip_ray.atlas.difumo import default_standin_dir
 from niclip_ray.cli.main import run
-from niclip_ray.decoding.decoder import Decoder
-from niclip_ray.corpus.subset import subset_studies
 from niclip_ray.corpus.ingest import read_source
 from niclip_ray.corpus.schema import validate
+from niclip_ray.corpus.subset import subset_studies
+from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.features.local_models import packaged_model_path
 from niclip_ray.tables import read_parts, tensor_to_numpy
 

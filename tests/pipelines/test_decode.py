@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
+from niclip_ray._testing import toy_bundle
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.map_files import collect_maps
 from niclip_ray.decoding.schema import DECODE_SCHEMA
-from niclip_ray._testing import toy_bundle
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import decode
 from niclip_ray.tables import read_parts

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
-from niclip_ray.decoding.decoder import Decoder
 from niclip_ray._testing import toy_bundle
+from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import evaluate
 from niclip_ray.report import methods_text, read_curves, write_report

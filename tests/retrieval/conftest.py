@@ -17,10 +17,10 @@ from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.atlas.projection import get_projector
 from niclip_ray.corpus import ingest, load_corpus
 from niclip_ray.features.text import TextEmbedder
+from niclip_ray.features.text_fingerprint import text_model_sha256
 from niclip_ray.model.bundle import save_bundle
 from niclip_ray.pipelines.images import process_studies, study_items
 from niclip_ray.pipelines.text import process_texts, text_items
-from niclip_ray.features.text_fingerprint import text_model_sha256
 from niclip_ray.tables import write_parquet_atomic
 
 N_STUDIES = 30

@@ -8,11 +8,11 @@ from niclip_ray._testing import toy_atlas, toy_atlas_id
 from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.atlas.mask import load_brain_mask
 from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.retrieval.brain_maps import MapBuilder, save_map
 from niclip_ray.retrieval.queries import check_in_brain, query_text, read_query_file
 from niclip_ray.retrieval.ridge import fit_ridge
 from niclip_ray.retrieval.search import ExactSearch
-from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 
 
 def brute_force(queries, candidates, k):

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from niclip_ray.tables import tensor_array
 

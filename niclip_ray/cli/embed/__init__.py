@@ -13,9 +13,9 @@ import typer
 
 from niclip_ray.cli.console import report_stage
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import AtlasDirOpt, DimOpt, DtypeOpt, ModelOpt, SectionOpt
 from niclip_ray.cli.embed.images import images
 from niclip_ray.cli.embed.text import text
+from niclip_ray.cli.options import AtlasDirOpt, DimOpt, DtypeOpt, ModelOpt, SectionOpt
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import features
 from niclip_ray.runtime import ray_session
