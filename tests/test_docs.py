@@ -32,3 +32,22 @@ def test_unknown_entries_fail_at_decoration():
 def test_every_entry_names_its_parameter():
     for key, text in docdict.items():
         assert " : " in text.splitlines()[0], key
+
+
+def test_every_placeholder_in_the_package_has_an_entry_and_is_filled():
+    import importlib
+    import re
+    from pathlib import Path
+
+    import niclip_ray
+
+    root = Path(niclip_ray.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        names = re.findall(r"^\s+%\((\w+)\)s$", path.read_text(), re.M)
+        if not names or path.name == "_docs.py":
+            continue
+        assert set(names) <= set(docdict), path
+        module = importlib.import_module(".".join(path.relative_to(root.parent).with_suffix("").parts))
+        docs = [obj.__doc__ or "" for obj in vars(module).values()
+                if callable(obj) and getattr(obj, "__module__", None) == module.__name__]
+        assert not any("%(" in doc for doc in docs), f"{path}: a placeholder is left unfilled (missing @fill_doc?)"

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.atlas.maps import load_map
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
 from niclip_ray.decoding.schema import RESULT_COLUMNS
@@ -88,6 +89,7 @@ def bundle_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
+@fill_doc
 class Decoder:
     """Decode brain maps with a NiCLIP model bundle.
 
@@ -109,8 +111,7 @@ class Decoder:
     projector : Projector, optional
         Atlas projector to use (default: one for :func:`resolve_atlas`'s atlas on the
         bundle's mask grid, or NiMARE's 2 mm brain-mask grid, built on the first map).
-    atlas_dir : path, optional
-        nilearn data directory with the atlas.
+    %(atlas_dir)s
     allow_atlas_mismatch : bool
         Decode even when the atlas found differs from the bundle's.
     embedding : str, optional

@@ -10,11 +10,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.pipelines import images, text
 from niclip_ray.pipelines.shards import StageSummary
 from niclip_ray.runtime.session import cluster_gpus
 
 
+@fill_doc
 def run(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -27,8 +29,7 @@ def run(
 
     Parameters
     ----------
-    corpus_dir : path
-        Corpus written by ``niclip-ray corpus ingest``.
+    %(corpus_dir)s
     out_dir : path
         Features directory; stages write ``images/`` and ``text/`` inside it.
     image_options, text_options : dict

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.atlas.difumo import Atlas, load_atlas
 from niclip_ray.atlas.mask import MaskGrid
 from niclip_ray.atlas.projection import Projector, get_projector
@@ -117,6 +118,7 @@ def make_process(atlas: Atlas, radius: float, value: float) -> ProcessFn:
     return functools.partial(process_studies, projector=projector, radius=radius, value=value)
 
 
+@fill_doc
 def run(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -135,16 +137,13 @@ def run(
 
     Parameters
     ----------
-    corpus_dir : path
-        Corpus written by ``niclip-ray corpus ingest``.
+    %(corpus_dir)s
     out_dir : path
         Stage directory (``features/images``); a rerun resumes it.
     dim : int
         DiFuMo components.
-    atlas_dir : path, optional
-        nilearn data directory holding ``difumo_atlases/``.
-    shard_size : int
-        Studies per part file.
+    %(atlas_dir)s
+    %(shard_size)s
     num_actors : int, optional
         Actors (default: one per cluster CPU, with fractional CPUs).
     allow_standin : bool
@@ -153,8 +152,7 @@ def run(
         MKDA sphere radius (mm) and value.
     seed : int
         Seed of the stand-in atlas.
-    on_shard : callable, optional
-        Progress callback, called with each finished shard's result.
+    %(on_shard)s
     """
     from niclip_ray.runtime.session import cluster_cpus
 

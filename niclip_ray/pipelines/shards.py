@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.tables import is_complete_parquet, write_parquet_atomic
 
@@ -344,6 +345,7 @@ def count_rows(out_dir: Path, key: str) -> tuple[int, int, int, int]:
     return n_rows, n_failed, len(items), len(failed_items)
 
 
+@fill_doc
 def run_stage(
     stage: str,
     items: Sequence[dict],
@@ -379,13 +381,11 @@ def run_stage(
         Picklable; returns the process function inside each actor.
     params : dict
         Stage parameters recorded in the manifest; a resume must use the same.
-    shard_size : int
-        Items per shard.
+    %(shard_size)s
     num_actors, cpus_per_actor, gpus_per_actor
         Actor pool shape (default: one actor per ``cpus_per_actor`` CPUs of the cluster, at
         most one per pending shard); CPUs are shrunk so the pool never holds every CPU.
-    on_shard : callable, optional
-        Called with each shard's result as it completes (progress).
+    %(on_shard)s
     unit : str, optional
         What one item is (``maps``), when an item may give several rows: the summary line
         then counts items.

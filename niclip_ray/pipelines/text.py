@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
@@ -157,6 +158,7 @@ def worker_shape(num_actors: int | None) -> WorkerShape:
     return WorkerShape(n, share, 0.0, max(1, math.ceil(share)))
 
 
+@fill_doc
 def run(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -176,8 +178,7 @@ def run(
 
     Parameters
     ----------
-    corpus_dir : path
-        Corpus written by ``niclip-ray corpus ingest``.
+    %(corpus_dir)s
     out_dir : path
         Stage directory (``features/text``); a rerun resumes it.
     model : str
@@ -196,10 +197,8 @@ def run(
         Longer texts get an error row.
     num_actors : int, optional
         Actors (default: one per GPU, else one CPU actor).
-    shard_size : int
-        Studies per part file.
-    on_shard : callable, optional
-        Progress callback, called with each finished shard's result.
+    %(shard_size)s
+    %(on_shard)s
     """
     for param, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
         if value < 1:

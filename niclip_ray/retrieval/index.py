@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from niclip_ray._docs import fill_doc
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text_fingerprint import check_text_model, text_model_sha256
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256, Bundle, load_bundle
@@ -45,6 +46,7 @@ class TextMatch:
     image: nib.Nifti1Image
 
 
+@fill_doc
 class Index:
     """Search a study index built with a model bundle.
 
@@ -54,8 +56,7 @@ class Index:
         Directory written by ``niclip-ray index build``.
     bundle : path or Bundle
         The bundle the index was built with (checked through its digest).
-    atlas_dir : path, optional
-        nilearn data directory with the bundle's atlas.
+    %(atlas_dir)s
     ridge_alphas : tuple of float, optional
         Penalties tried for the text -> coefficients regression.
     seed : int
