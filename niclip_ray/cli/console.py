@@ -71,6 +71,21 @@ def shard_items(result: dict, sizes: list[int]) -> int:
     return sizes[shard_id] if shard_id < len(sizes) else 0
 
 
+def report_failures(summary, where, unit: str) -> None:
+    """Print the stage's failed items prominently (exit code unchanged)."""
+    if summary.n_failed_items:
+        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} {unit} (error column of {where})",
+                  style="bold red", markup=False)
+
+
+def fail_if_any_failed(summary, unit: str) -> None:
+    """Raise :class:`StageFailed` when any item failed (``--fail-on-error``), after all is written."""
+    from niclip_ray.errors import StageFailed
+
+    if summary.n_failed_items:
+        raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} {unit} failed (--fail-on-error)")
+
+
 def report_stage(summary, *, quiet: bool = False) -> None:
     """Print a stage summary; raise :class:`StageFailed` when shards failed (work is kept).
 

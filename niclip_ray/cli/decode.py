@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import SHOW_MAPS, err, print_map, report_stage, say
+from niclip_ray.cli.console import SHOW_MAPS, err, fail_if_any_failed, print_map, report_failures, report_stage, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt
 
@@ -63,7 +63,7 @@ def decode(
     """
     from niclip_ray.decoding.export import write_csvs
     from niclip_ray.decoding.map_files import collect_maps
-    from niclip_ray.errors import InputError, StageFailed
+    from niclip_ray.errors import InputError
     from niclip_ray.model.bundle import load_bundle
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session
@@ -103,9 +103,7 @@ def decode(
         err.print(f"warning: map {row.map_id}: {row.warning}", markup=False)
     if decoded.empty:
         raise InputError(f"none of the {len(items)} maps could be decoded")
-    if summary.n_failed_items:
-        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} maps (error column of {out_dir / 'decode'})",
-                  style="bold red", markup=False)
+    report_failures(summary, out_dir / "decode", "maps")
     atlas_ids = sorted(set(decoded["atlas_id"]))
     if any("standin" in a for a in atlas_ids):
         err.print(f"note: maps were projected on a stand-in atlas ({', '.join(atlas_ids)}), not DiFuMo", markup=False)
@@ -116,5 +114,5 @@ def decode(
     if len(map_ids) <= SHOW_MAPS:
         for map_id in map_ids:
             print_map(map_id, decoded[decoded["map_id"] == map_id])
-    if fail_on_error and summary.n_failed_items:
-        raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} maps failed (--fail-on-error)")
+    if fail_on_error:
+        fail_if_any_failed(summary, "maps")

@@ -32,7 +32,7 @@ def corpus(tmp_path_factory):
 
 def test_embed_images_prints_failures_and_fails_on_request(ray_local, corpus, tmp_path, capsys):
     build_standin(default_standin_dir(0), 64, seed=0)
-    argv = ["embed", "images", "--corpus", str(corpus), "--dim", "64", "--atlas-dir", str(default_standin_dir(0))]
+    argv = ["embed", "images", "--corpus", str(corpus), "--dim", "64", "--atlas-dir", str(default_standin_dir(0)), "--standin"]
     assert run([*argv, "--out", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr()
     assert "images: 2 ok, 1 failed rows" in printed.out

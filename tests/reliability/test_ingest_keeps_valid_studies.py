@@ -169,6 +169,6 @@ def test_cli_ingest_and_embed_images_exit_non_zero_on_an_empty_corpus(ray_local,
     capsys.readouterr()
     build_standin(default_standin_dir(0), 64, seed=0)
     argv = ["embed", "images", "--corpus", str(out), "--out", str(tmp_path / "images"), "--dim", "64",
-            "--atlas-dir", str(default_standin_dir(0))]
+            "--atlas-dir", str(default_standin_dir(0)), "--standin"]
     assert run(argv) == 1
     assert f"corpus {out} holds no study (8 problems listed in {out / 'errors.parquet'})" in capsys.readouterr().err

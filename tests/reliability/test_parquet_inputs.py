@@ -91,7 +91,7 @@ def test_embed_images_refuses_the_corpus_before_running_its_code(ray_local, pois
     corpus, marker = poisoned_corpus
     build_standin(default_standin_dir(0), 64, seed=0)
     argv = ["embed", "images", "--corpus", str(corpus), "--out", str(tmp_path / "images"), "--dim", "64",
-            "--atlas-dir", str(default_standin_dir(0))]
+            "--atlas-dir", str(default_standin_dir(0)), "--standin"]
     assert run(argv) == 1
     err = capsys.readouterr().err
     assert "studies.parquet: column 'title' has the extension type ray.data.arrow_pickled_object" in err

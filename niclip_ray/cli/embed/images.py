@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from niclip_ray.atlas.difumo import load_atlas
-from niclip_ray.cli.console import err, report_stage, shard_progress
+from niclip_ray.cli.console import err, fail_if_any_failed, report_failures, report_stage, shard_progress
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, FailOnErrorOpt, StageOutOpt, StudyShardOpt
-from niclip_ray.errors import StageFailed
 from niclip_ray.pipelines import images as images_stage
 from niclip_ray.runtime import ray_session
 
@@ -54,8 +53,6 @@ def images(
             on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)
-    if summary.n_failed_items:
-        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} studies (error column of {out_dir})",
-                  style="bold red", markup=False)
-        if fail_on_error:
-            raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} studies failed (--fail-on-error)")
+    report_failures(summary, out_dir, "studies")
+    if fail_on_error:
+        fail_if_any_failed(summary, "studies")

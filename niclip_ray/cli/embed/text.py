@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import err, report_stage, shard_progress
+from niclip_ray.cli.console import fail_if_any_failed, report_failures, report_stage, shard_progress
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import (
     BaseModelOpt,
@@ -20,7 +20,6 @@ from niclip_ray.cli.options import (
     StageOutOpt,
     StudyShardOpt,
 )
-from niclip_ray.errors import StageFailed
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.runtime import ray_session
@@ -66,8 +65,6 @@ def text(
             on_shard=shard_progress("studies", quiet=opts.quiet),
         )
     report_stage(summary, quiet=opts.quiet)
-    if summary.n_failed_items:
-        err.print(f"FAILED: {summary.n_failed_items} of {summary.n_items} studies (error column of {out_dir})",
-                  style="bold red", markup=False)
-        if fail_on_error:
-            raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} studies failed (--fail-on-error)")
+    report_failures(summary, out_dir, "studies")
+    if fail_on_error:
+        fail_if_any_failed(summary, "studies")
