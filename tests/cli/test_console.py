@@ -6,7 +6,7 @@ import json
 from rich.console import Console
 
 from niclip_ray.cli.console import ItemProgress
-from niclip_ray.demo import follow_epochs
+from niclip_ray.training.progress import follow_epochs
 
 
 def test_progress_in_a_non_terminal_is_plain_text():
