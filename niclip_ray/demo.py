@@ -170,8 +170,11 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     from niclip_ray.model.bundle import attach_vocabulary, load_bundle
     from niclip_ray.ontology import load_ontology
     from niclip_ray.pipelines import decode, features
+    from niclip_ray.pipelines import index as index_stage
     from niclip_ray.pipelines import vocab as vocab_stage
     from niclip_ray.report import methods_text, read_curves, write_report
+    from niclip_ray.retrieval import Index
+    from niclip_ray.retrieval.evaluation import evaluate_retrieval
     from niclip_ray.runtime import ray_session
     from niclip_ray.runtime.session import cluster_cpus
     from niclip_ray.training.cv import RUNS, train_cross_validated
@@ -187,7 +190,8 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     paths = {"corpus": stage_corpus(settings, say), "atlas": stage_atlas(settings, say)}
     ontology = load_ontology("builtin")
     paths.update(features=out / "features", train=out / "train", maps=out / "maps", decode=out / "decode",
-                 baselines=out / "baselines", evaluation=out / "evaluation", report=out / "report")
+                 index=out / "index", baselines=out / "baselines", evaluation=out / "evaluation",
+                 report=out / "report")
     n_studies = len(load_corpus(paths["corpus"]).studies)
     say(f"Ray logs: {out / 'logs'}")
     with ray_session(ray_options, log_dir=out / "logs"):
@@ -247,6 +251,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
         decoding = {"topk": None, "atlas_dir": paths["atlas"]}  # every term ranked, for the evaluator
         summary = decode.run(collect_maps(list(maps.values())), bundle_path, paths["decode"], **decoding)
         say(summary.line())
+        say(index_stage.run(paths["corpus"], paths["features"], bundle_path, paths["index"]).line())
     niclip = load_predictions(paths["decode"]).assign(backend="niclip")
 
     baseline_file = paths["baselines"] / "decode" / "part-00000.parquet"
@@ -275,6 +280,10 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
         ignore_index=True,
     )
     known.to_csv(paths["evaluation"] / "known_answer.csv", index=False, float_format=CSV_FLOAT_FORMAT)
+    retrieval = evaluate_retrieval(Index(paths["index"], bundle_path, atlas_dir=paths["atlas"], seed=settings.seed),
+                                   paths["corpus"], paths["features"] / "text",
+                                   n_permutations=settings.permutations, seed=settings.seed)
+    retrieval.write(paths["evaluation"])
 
     curves = pd.concat(
         [read_curves(p) for p in sorted((paths["train"] / "runs").glob("*/metrics.jsonl"))], ignore_index=True
@@ -292,8 +301,28 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
              else f"the maps are projected on {facts['atlas_id']}, an offline stand-in for DiFuMo")
     report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,
                           curves=curves, methods=methods, truth=truth,
-                          tables={"Known-answer check: own task ranked above the other label's task": known},
+                          tables={"Known-answer check: own task ranked above the other label's task": known,
+                                  **retrieval_tables(retrieval)},
                           title="NiCLIP demo: n-back vs flanker studies and a motor map", provenance=facts,
                           intro=INTRO.format(n_studies=len(studies), n_maps=len(maps), atlas=atlas),
                           map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"])
     return DemoResult(report, result.summary, known, paths)
+
+
+def retrieval_tables(retrieval) -> dict[str, pd.DataFrame]:
+    """The report's two retrieval tables: held-out map -> own abstract, and text -> map against baselines."""
+    found = retrieval.image_to_text
+    measures = [k for k in found if k.startswith("recall@") and "_" not in k] + ["median_rank"]
+    image_to_text = pd.DataFrame({
+        "measure": measures,
+        "observed": [found[k] for k in measures],
+        "null": [found[f"{k}_null"] for k in measures],
+        "p": [found[f"{k}_p"] for k in measures],
+    })
+    text_to_map = retrieval.paired_tests[["baseline", "mean_r_ridge", "mean_r_baseline", "p"]].rename(
+        columns={"mean_r_ridge": "mean r (ridge on text latents)", "mean_r_baseline": "mean r (baseline)"})
+    return {
+        f"Retrieval: held-out map -> its own abstract among {found['n']} held-out studies": image_to_text,
+        f"Retrieval: text -> map, Pearson r with the held-out MKDA map (ridge alpha {retrieval.ridge_alpha:g})":
+            text_to_map,
+    }

@@ -37,7 +37,8 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
 
     for path in ("corpus/studies.parquet", "features/images/part-00000.parquet", "features/text/part-00000.parquet",
                  "train/bundle/manifest.json", "vocabulary.parquet", "decode/part-00000.parquet",
-                 "baselines/decode/part-00000.parquet", "evaluation/known_answer.csv"):
+                 "baselines/decode/part-00000.parquet", "evaluation/known_answer.csv", "index/part-00000.parquet",
+                 "evaluation/retrieval_image_to_text.csv", "evaluation/retrieval_paired_tests.csv"):
         assert (out / path).is_file(), path
     assert len(list((out / "maps" / "heldout").glob("study-*.nii.gz"))) == 30  # 60 studies, 2 folds
 
@@ -50,6 +51,9 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
 
     page = report.read_text()
     assert "Known-answer check" in page and "motor-neurovault-10426" in page
+    assert "Retrieval: held-out map -&gt; its own abstract among 30 held-out studies" in page
+    paired = pd.read_csv(out / "evaluation" / "retrieval_paired_tests.csv")
+    assert set(paired["baseline"]) == {"mean_training_map", "nearest_text_study"}
     assert 'src="http' not in page and "data:image/png;base64," in page
 
     # the decode path (file -> resample -> project) gives a held-out study exactly the
