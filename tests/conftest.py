@@ -10,7 +10,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+import shutil
+import signal
+import subprocess
+
 import pytest
+
+
+def stop_ray_head(proc: subprocess.Popen, temp_dir: str) -> None:
+    """Tear down a ``ray start --head --block`` started in its own session, and its files."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

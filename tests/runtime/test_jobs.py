@@ -1,7 +1,6 @@
 """Cluster mode: job ids, argv rewriting, config validation, and real jobs on a local head."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from niclip_ray.cli.submit import wants_submission
 from niclip_ray.errors import ConfigError
 from niclip_ray.runtime import jobs
 from niclip_ray.runtime.cluster import free_port, load_cluster_config
+from tests.conftest import stop_ray_head
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,13 +138,7 @@ def ray_head():
                 pytest.fail("local Ray head did not start")
             time.sleep(1)
     yield address
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    subprocess.run(["pkill", "-9", "-f", temp], check=False)
-    shutil.rmtree(temp, ignore_errors=True)
+    stop_ray_head(proc, temp)
 
 
 @pytest.mark.timeout(400)

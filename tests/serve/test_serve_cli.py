@@ -1,7 +1,6 @@
 """``niclip-ray serve`` from the command line: argument errors, and a real run stopped by Ctrl-C."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import requests
 from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray.cli.main import run
+from tests.conftest import stop_ray_head
 
 from .conftest import free_port
 
@@ -82,13 +82,7 @@ def ray_head_gcs(tmp_path):
     try:
         yield f"127.0.0.1:{gcs}", env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run(["pkill", "-9", "-f", temp], check=False)
-        shutil.rmtree(temp, ignore_errors=True)
+        stop_ray_head(proc, temp)
 
 
 def test_detached_service_on_a_cluster_is_managed_by_status_and_stop(ray_head_gcs, toy):
