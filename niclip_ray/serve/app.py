@@ -98,10 +98,10 @@ class DecodeService:
         self.decoder.projector  # noqa: B018 - build it now, not in the first request
         self.description = self.decoder.describe()
         self.page = render_page(self.description)
-        self.index = None
+        self.study_index = None
         if settings.index is not None:
-            self.index = Index(settings.index, self.decoder.bundle, atlas_dir=settings.atlas_dir)
-            self.index.ridge  # noqa: B018 - fit it now, not in the first text query
+            self.study_index = Index(settings.index, self.decoder.bundle, atlas_dir=settings.atlas_dir)
+            self.study_index.ridge  # noqa: B018 - fit it now, not in the first text query
         self.counters = {"requests": 0, "decoded": 0, "rejected": 0, "batches": 0, "batched_maps": 0,
                          "decode_seconds": 0.0, "searches": 0}
 
@@ -203,9 +203,9 @@ class DecodeService:
 
     def require_index(self) -> Index:
         """The study index, or 404 with the reason when the service was started without one."""
-        if self.index is None:
+        if self.study_index is None:
             raise HTTPException(404, NO_INDEX)
-        return self.index
+        return self.study_index
 
     @api.post("/v1/search/image")
     async def search_image(

@@ -71,7 +71,7 @@ def test_search_refusals(service):
 def test_without_an_index_search_answers_404():
     """The handlers themselves (no Ray): a replica started without --index says why in one line."""
     replica = object.__new__(DecodeService.func_or_class)
-    replica.settings, replica.index, replica.counters = ServiceSettings(bundle="unused"), None, {}
+    replica.settings, replica.study_index, replica.counters = ServiceSettings(bundle="unused"), None, {}
     for call in (replica.search_text(None, q="memory"), replica.search_image(None)):
         with pytest.raises(HTTPException) as caught:
             asyncio.run(call)
