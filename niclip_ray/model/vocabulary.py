@@ -173,6 +173,8 @@ def read_vocabulary(path: str | Path) -> pd.DataFrame:
     InputError
         When the file is unreadable or breaks the contract.
     """
+    if not Path(path).is_file():
+        raise InputError(f"cannot read vocabulary {path}: no such file")
     table = read_parquet_checked(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:

@@ -186,6 +186,6 @@ def search_maps(
               "top_k": int(top_k), "against": against}
     factory = functools.partial(make_search_process, str(Path(index_dir).resolve()), str(bundle_path), int(top_k),
                                 against, str(atlas_dir) if atlas_dir else None)
-    return run_stage(SEARCH_STAGE, maps, key="map_id", out_dir=out_dir, factory=factory, params=params,
-                     shard_size=shard_size, num_actors=num_actors)
+    return run_stage(SEARCH_STAGE, maps, key="map_id", output_key="query", out_dir=out_dir, factory=factory,
+                     params=params, shard_size=shard_size, num_actors=num_actors)
 

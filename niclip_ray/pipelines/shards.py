@@ -360,6 +360,7 @@ def run_stage(
     gpus_per_actor: float = 0.0,
     on_shard: Callable[[dict], None] | None = None,
     unit: str = "",
+    output_key: str | None = None,
 ) -> StageSummary:
     """Run a sharded stage on the current Ray, skipping shards finished earlier.
 
@@ -389,6 +390,8 @@ def run_stage(
     unit : str, optional
         What one item is (``maps``), when an item may give several rows: the summary line
         then counts items.
+    output_key : str, optional
+        The part files' column holding an item's ``key`` (default: ``key`` itself).
     """
     import ray
     import ray.data
@@ -428,7 +431,7 @@ def run_stage(
                     summary.failed_shards[int(result["shard_id"])] = str(result["error"])
                 if on_shard is not None:
                     on_shard(result)
-    summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, key)
+    summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, output_key or key)
     summary.seconds = time.perf_counter() - started
     return summary
 
