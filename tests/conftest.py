@@ -17,6 +17,18 @@ import subprocess
 import pytest
 
 
+def write_abstract_corpus(path, abstracts: dict, coordinates) -> None:
+    """A minimal corpus directory: studies with these abstracts (other text empty) and these peaks."""
+    import pandas as pd
+
+    studies = pd.DataFrame({"study_id": list(abstracts), "abstract": list(abstracts.values())})
+    for column in ("pmid", "title", "body", "source", "label"):
+        studies[column] = ""
+    studies["n_analyses"] = studies["n_peaks"] = 1
+    studies.to_parquet(path / "studies.parquet", index=False)
+    coordinates.to_parquet(path / "coordinates.parquet", index=False)
+
+
 def stop_ray_head(proc: subprocess.Popen, temp_dir: str) -> None:
     """Tear down a ``ray start --head --block`` started in its own session, and its files."""
     os.killpg(proc.pid, signal.SIGTERM)

@@ -9,6 +9,7 @@ import pytest
 from niclip_ray.cli.main import run
 from niclip_ray.features.text import TextEmbedder
 from niclip_ray.tables import read_parts, tensor_to_numpy
+from tests.conftest import write_abstract_corpus
 
 pytestmark = pytest.mark.timeout(300)
 ABSTRACTS = {
@@ -27,14 +28,9 @@ def tiny_bert(tiny_bert_factory):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus")
-    studies = pd.DataFrame({"study_id": list(ABSTRACTS), "abstract": list(ABSTRACTS.values())})
-    for column in ("pmid", "title", "body", "source", "label"):
-        studies[column] = ""
-    studies["n_analyses"] = studies["n_peaks"] = 1
-    studies.to_parquet(path / "studies.parquet", index=False)
     coords = pd.DataFrame({"study_id": list(ABSTRACTS), "analysis_id": list(ABSTRACTS), "x": 0.0, "y": 0.0,
                            "z": 0.0, "space_in": "MNI"})  # fmt: skip
-    coords.to_parquet(path / "coordinates.parquet", index=False)
+    write_abstract_corpus(path, ABSTRACTS, coords)
     return path
 
 

@@ -10,6 +10,7 @@ import pytest
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir
 from niclip_ray.cli.main import run
 from niclip_ray.tables import read_parts
+from tests.conftest import write_abstract_corpus
 
 pytestmark = pytest.mark.timeout(600)
 ABSTRACTS = {"s1": "Working memory load engaged prefrontal cortex.", "s2": "", "s3": "Flanker conflict and cingulate."}
@@ -19,14 +20,9 @@ ABSTRACTS = {"s1": "Working memory load engaged prefrontal cortex.", "s2": "", "
 def corpus(tmp_path_factory):
     """Three studies: s2 has no abstract and no peaks, so it fails in both stages."""
     path = tmp_path_factory.mktemp("corpus")
-    studies = pd.DataFrame({"study_id": list(ABSTRACTS), "abstract": list(ABSTRACTS.values())})
-    for column in ("pmid", "title", "body", "source", "label"):
-        studies[column] = ""
-    studies["n_analyses"] = studies["n_peaks"] = 1
-    studies.to_parquet(path / "studies.parquet", index=False)
     coords = pd.DataFrame({"study_id": ["s1", "s3"], "analysis_id": ["s1", "s3"], "x": [-40.0, 4.0],
                            "y": [20.0, 18.0], "z": [30.0, 40.0], "space_in": "MNI"})  # fmt: skip
-    coords.to_parquet(path / "coordinates.parquet", index=False)
+    write_abstract_corpus(path, ABSTRACTS, coords)
     return path
 
 
