@@ -63,7 +63,7 @@ def make_maps(out: Path, n: int, seed: int = 0) -> list[Path]:
 
 
 class ReferenceLoop:
-    """The reference's per-image prediction, step by step (our re-implementation of §1.8)."""
+    """The reference's per-image prediction, step by step (our re-implementation of docs/method.md, "Decoding")."""
 
     def __init__(self, model_path, vocab_emb, prior, ontology, atlas_path, s, model_once):
         self.model_path, self.vocab_emb, self.prior, self.s = model_path, vocab_emb, prior, s

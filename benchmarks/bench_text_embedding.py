@@ -1,6 +1,6 @@
 """Time niclip-ray's text embedder against the reference approach on the same model and texts.
 
-Reference (``braindec/embedding.py`` as described in niclip-method.md §1.2): one document
+Reference (``braindec/embedding.py`` as described in docs/method.md, "Text embedding"): one document
 at a time, the causal LM *with* its head (``AutoModelForCausalLM``, vocabulary logits
 computed), ``output_hidden_states=True`` (every layer kept), float32, no padding; the
 document vector is the mean of ``hidden_states[-1]`` over the tokens of all its windows.

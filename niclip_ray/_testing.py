@@ -2,7 +2,7 @@
 
 Not part of the public API (as nilearn's ``_utils/data_gen.py``). They let tests and
 benchmarks build a complete bundle without the paper's files or a language model. The numbers mean nothing; the shapes and keys are the real ones
-(§4 of the method notes: 3 residual image blocks, 1 projection + 2 residual text blocks).
+(``docs/method.md``, "Model": 3 residual image blocks, 1 projection + 2 residual text blocks).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one L2 normaliser of the project and its epsilon.
 
-The method normalises every vector the same way, ``x / (||x|| + 1e-8)`` (method notes
-§1.2 text embeddings, §1.5 the prior's document and task rows, §1.8 the atlas
+The method normalises every vector the same way, ``x / (||x|| + 1e-8)`` (``docs/method.md``,
+"Normalisation": text embeddings, the prior's document and task rows, the atlas
 coefficients and vocabulary embeddings at prediction time): :func:`l2_normalise`.
 
 The CLIP heads (:mod:`niclip_ray.model.clip`) end with torch's ``F.normalize`` and the same

@@ -1,6 +1,6 @@
 """The :class:`Decoder`: brain maps -> tidy task / concept / domain predictions.
 
-Built from a model bundle; nothing to fit. Per map (method notes §1.8):
+Built from a model bundle; nothing to fit. Per map (``docs/method.md``, "Decoding"):
 
 1. load and check the map, resample it to the bundle's mask grid and project it on the
    atlas by least squares (:meth:`niclip_ray.atlas.projection.Projector.project_image`);

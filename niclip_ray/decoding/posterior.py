@@ -1,7 +1,7 @@
 """Posterior, Bayes factor and noisy-OR maths of NiCLIP decoding, vectorised over maps.
 
 For a map with CLIP image features ``f`` and task text features ``t_i`` (both L2
-normalised) and a decoding scale ``s`` (method notes §1.8)::
+normalised) and a decoding scale ``s`` (``docs/method.md``, "Decoding")::
 
     similarity_i = s * cos(f, t_i)
     likelihood_i = softmax_i(similarity)             # normalised over tasks

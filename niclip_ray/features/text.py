@@ -1,6 +1,6 @@
 """LLM text embeddings: windowed, attention-masked mean of the last hidden state.
 
-The reference (``niclip-method.md`` §1.2) tokenizes a document without truncation (so
+The reference (``docs/method.md``, "Text embedding") tokenizes a document without truncation (so
 only the first window carries the BOS token), cuts the ids into consecutive
 ``max_length``-token windows, runs each window, and averages the last hidden state over
 *all* tokens of *all* windows (a token-weighted mean, no per-window normalisation).

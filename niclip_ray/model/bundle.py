@@ -1,6 +1,6 @@
 """Model bundles: one directory with everything decoding needs, checksummed.
 
-Layout (DESIGN.md)::
+Layout::
 
     BUNDLE/
       model.safetensors   CLIP weights in the reference key layout (niclip_ray.model.checkpoint)

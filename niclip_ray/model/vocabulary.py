@@ -1,7 +1,7 @@
 """The decoding vocabulary: Cognitive Atlas task names, their text embeddings and prior.
 
-In memory a vocabulary is a pandas DataFrame with the columns of DESIGN.md's
-``vocabulary.parquet`` contract. Embedding columns hold one float32 vector per row (an
+In memory a vocabulary is a pandas DataFrame with the columns of the
+``vocabulary.parquet`` contract (``docs/architecture.md``, "Contracts"). Embedding columns hold one float32 vector per row (an
 object column of 1-D arrays; ``None`` where that kind of embedding was not computed).
 On disk they are Arrow fixed-shape float32 tensors (:func:`niclip_ray.tables.tensor_array`),
 and how the vocabulary was built may ride along as JSON in the schema metadata.

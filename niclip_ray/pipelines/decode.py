@@ -1,4 +1,4 @@
-"""Batch decoding on Ray: maps -> ``decode/part-NNNNN.parquet`` (DESIGN.md decode contract).
+"""Batch decoding on Ray: maps -> ``decode/part-NNNNN.parquet`` (the decode contract, :mod:`niclip_ray.decoding.schema`).
 
 Each actor loads the bundle, builds the CLIP features of the vocabulary and the atlas
 projector once (:class:`~niclip_ray.decoding.decoder.Decoder`), then decodes its shards:

@@ -1,7 +1,7 @@
 """Deterministic, resumable sharded stages on Ray Data.
 
 Every stage that turns many inputs into rows (image features, text features, decoding)
-follows the same recipe (see ``notes/ray-2.60.md`` §1, "Making a run resumable"):
+follows the same recipe (``docs/runtime.md``, "Resumable stages", says why):
 
 1. sort the manifest by its key and cut it into shards of ``shard_size`` items;
 2. compare each shard's inputs (keys and contents: peaks, texts, file stamps) with those

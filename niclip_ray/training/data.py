@@ -1,6 +1,6 @@
 """Paired training data: image and text features joined on ``study_id``.
 
-Inputs are the feature stages' Parquet outputs (DESIGN.md):
+Inputs are the feature stages' Parquet outputs (``docs/architecture.md``, "Contracts"):
 
 * ``features/images/part-*.parquet``: study_id, embedding[dim], error
 * ``features/text/part-*.parquet``: study_id, section, embedding[D], model_id, error

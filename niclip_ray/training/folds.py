@@ -19,7 +19,7 @@ from niclip_ray.training.splits import FoldSplit
 
 
 def worker_cpu_share(num_workers: int, max_concurrent_folds: int, total_cpus: float, wanted: float = 1.0) -> float:
-    """CPUs per worker so that concurrent folds fit and half a CPU stays free (Ray notes §2)."""
+    """CPUs per worker so that concurrent folds fit and half a CPU stays free (``docs/runtime.md``, "Small machines")."""
     budget = max(total_cpus - 0.5, 0.25)
     return round(min(wanted, budget / max(1, num_workers * max_concurrent_folds)), 3)
 

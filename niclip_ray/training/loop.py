@@ -28,7 +28,7 @@ Gather = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters (defaults: the reference's, §1.7 of the method notes).
+    """Hyper-parameters (defaults: the reference's, ``docs/method.md`` "Training").
 
     Attributes
     ----------

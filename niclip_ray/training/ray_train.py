@@ -64,7 +64,7 @@ class ScalingOptions:
     use_gpu : bool
         One GPU per worker, NCCL backend.
     cpus_per_worker : float
-        CPUs reserved per worker (fractional on small machines, see the Ray notes).
+        CPUs reserved per worker (fractional on small machines, see ``docs/runtime.md``).
     max_failures : int
         Worker-group restarts from the last checkpoint before a fold fails.
     """

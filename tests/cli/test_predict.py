@@ -1,4 +1,4 @@
-"""``niclip-ray predict`` on the paper's file formats, checked against a direct implementation of §1.8.
+"""``niclip-ray predict`` on the paper's file formats, checked against a direct implementation of the method's decoding.
 
 The fixture writes what the original ``predict.py`` reads: a seeded state dict in the
 reference key layout (``.pth``), a vocabulary ``.txt``, embeddings and prior ``.npy``, a
@@ -120,7 +120,7 @@ def ref(tmp_path_factory):
             "prior": prior}
 
 
-# ---------------------------------------------------------------- the oracle (method notes §1.8)
+# ---------------------------------------------------------------- the oracle (docs/method.md, "Decoding")
 def oracle_beta(image: Path, atlas: Path) -> np.ndarray:
     """DiFuMo coefficients: image and atlas resampled to the mask, then least squares."""
     from nilearn.image import resample_img

@@ -32,7 +32,7 @@ def decoder(bundle_dir):
 
 
 def reference_predict(img, bundle, atlas_maps, s):
-    """§1.8 step by step: resample to the mask grid, least squares on the atlas, CLIP, posterior, noisy-OR loops."""
+    """The decoding recipe step by step: resample to the mask grid, least squares on the atlas, CLIP, posterior, noisy-OR loops."""
     mask = nib.load(bundle.mask_path)
     data = np.asarray(img.dataobj, dtype=np.float64)
     to_source = np.linalg.inv(img.affine) @ mask.affine  # cubic spline, unclipped, as resample_to_img

@@ -11,7 +11,7 @@ from niclip_ray.vectors import l2_normalise
 
 
 def loop_task_posterior(image, texts, prior, s):
-    """Method notes §1.8, one map, one term at a time."""
+    """docs/method.md "Decoding", one map, one term at a time."""
     cos = []
     for t in texts:
         dot = sum(a * b for a, b in zip(image, t))

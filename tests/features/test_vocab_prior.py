@@ -12,7 +12,7 @@ from niclip_ray.features.vocabulary import build_vocabulary, combine_embeddings,
 
 
 def softmax_average_by_hand(tasks: np.ndarray, docs: np.ndarray, scale: float) -> np.ndarray:
-    """The §1.5 recipe written out one document at a time."""
+    """The prior's recipe (docs/method.md) written out one document at a time."""
     prior = np.zeros(len(tasks))
     for doc in docs:
         d = doc / (np.sqrt((doc**2).sum()) + 1e-8)
