@@ -112,5 +112,5 @@ def print_map(map_id: str, rows, n: int = 5) -> None:
     for level in ("task", "concept", "domain"):
         for row in rows[(rows["level"] == level) & (rows["rank"] <= n)].sort_values("rank").itertuples():
             bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
-            table.add_row(level, str(row.rank), str(row.term), f"{row.prob:.3f}", bf)
+            table.add_row(level, str(int(row.rank)), str(row.term), f"{row.prob:.3f}", bf)
     out.print(table)

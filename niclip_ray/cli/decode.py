@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,8 @@ from niclip_ray.cli.console import SHOW_MAPS, err, fail_if_any_failed, print_map
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt
 
-#: At most this many maps get a console table.
+#: At most this many maps are decoded in this process, without starting Ray (unless --ray).
+IN_PROCESS_MAPS = 4
 
 
 def decode(
@@ -51,6 +54,9 @@ def decode(
         bool, typer.Option("--strict", help="Refuse maps with no sform/qform or only partly over the brain mask.")
     ] = False,
     fail_on_error: FailOnErrorOpt = False,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help=f"Use Ray even for {IN_PROCESS_MAPS} maps or fewer on this machine.")
+    ] = False,
 ) -> None:
     """Decode brain maps with a model bundle.
 
@@ -58,6 +64,8 @@ def decode(
     similarity, likelihood, prior, bayes_factor, error, warning), OUT/csv/{map}_{level}_predictions.csv,
     and prints the top predictions when a few maps are given. A rerun resumes (maps whose
     files changed are decoded again). Failed maps keep exit 0 unless --fail-on-error.
+    Up to 4 maps with no Ray address are decoded in this process, without starting Ray
+    (same files; --ray to use Ray anyway).
 
     Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
     """
@@ -76,20 +84,15 @@ def decode(
     if "standin" in needs and not standin:
         raise InputError(f"bundle {model} was trained on {needs}, an offline stand-in for DiFuMo: its predictions "
                          "do not describe the maps; pass --standin to decode with it anyway")
-    with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
-        summary = stage.run(
-            items,
-            model,
-            out_dir / "decode",
-            topk=topk,
-            logit_scale=logit_scale,
-            atlas_dir=atlas_dir,
-            allow_atlas_mismatch=allow_atlas_mismatch,
-            hierarchical=hierarchical,
-            shard_size=shard_size,
-            num_actors=num_actors,
-            strict=strict,
-        )
+    settings = dict(topk=topk, logit_scale=logit_scale, atlas_dir=atlas_dir, allow_atlas_mismatch=allow_atlas_mismatch,
+                    hierarchical=hierarchical, shard_size=shard_size, num_actors=num_actors, strict=strict)
+    if decode_here(len(items), opts.ray_options(), use_ray, num_actors):
+        with warnings.catch_warnings():  # the stand-in note below says it once, as on Ray
+            warnings.filterwarnings("ignore", message="decoding on .*stand-in", category=UserWarning)
+            summary = stage.run(items, model, out_dir / "decode", in_process=True, **settings)
+    else:
+        with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
+            summary = stage.run(items, model, out_dir / "decode", **settings)
     report_stage(summary, quiet=opts.quiet)
     results = read_parts(out_dir / "decode").to_pandas()
     failed = results[results["error"].notna()]
@@ -116,3 +119,11 @@ def decode(
             print_map(map_id, decoded[decoded["map_id"] == map_id])
     if fail_on_error:
         fail_if_any_failed(summary, "maps")
+
+
+def decode_here(n_maps: int, ray_options, use_ray: bool, num_actors: int | None) -> bool:
+    """Whether to decode in this process: a few maps, no Ray address, none running, and no Ray asked for."""
+    ray = sys.modules.get("ray")  # not imported means not running; importing it costs seconds
+    running = ray is not None and ray.is_initialized()
+    return (n_maps <= IN_PROCESS_MAPS and not use_ray and num_actors is None
+            and ray_options.resolved_address() is None and not running)

@@ -137,6 +137,7 @@ def run(
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
     strict: bool = False,
+    in_process: bool = False,
 ) -> StageSummary:
     """Decode ``maps`` (items of :func:`niclip_ray.decoding.map_files.collect_maps`) into ``out_dir``.
 
@@ -145,6 +146,7 @@ def run(
     mtime and sha256), so a rerun skips finished shards only while their files are
     unchanged; a shard with a changed file is decoded again. ``strict`` refuses maps
     without a transform or only partly over the brain mask instead of warning.
+    ``in_process`` decodes in this process without Ray (a few maps), writing the same files.
 
     Returns
     -------
@@ -183,5 +185,6 @@ def run(
         num_actors=num_actors,
         cpus_per_actor=cpus_per_actor,
         unit="maps",
+        in_process=in_process,
     )
 

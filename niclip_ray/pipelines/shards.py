@@ -361,8 +361,9 @@ def run_stage(
     on_shard: Callable[[dict], None] | None = None,
     unit: str = "",
     output_key: str | None = None,
+    in_process: bool = False,
 ) -> StageSummary:
-    """Run a sharded stage on the current Ray, skipping shards finished earlier.
+    """Run a sharded stage on the current Ray (or in this process), skipping shards finished earlier.
 
     A shard whose inputs changed since its part was written (content, not only keys) is
     recomputed; the summary says which. The run holds ``OUT/_stage.lock``
@@ -392,12 +393,11 @@ def run_stage(
         then counts items.
     output_key : str, optional
         The part files' column holding an item's ``key`` (default: ``key`` itself).
+    in_process : bool
+        Run the pending shards one after the other in this process, without Ray (for a
+        handful of items, where starting Ray costs more than the work). Same files, same
+        resume and lock; the actor pool arguments are ignored.
     """
-    import ray
-    import ray.data
-
-    from niclip_ray.runtime.session import actor_pool_shape
-
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()  # actors may run in another working directory
     shards = plan_shards(items, key, shard_size)
@@ -414,19 +414,11 @@ def run_stage(
             stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending), unit=unit, changed=changed
         )
         if pending:
-            n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
-            if gpus_per_actor:
-                cpus = min(cpus, 1.0)
-            ds = ray.data.from_items(pending).map_batches(
-                ShardWriter,
-                fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir)},
-                batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=n_actors),
-                num_cpus=cpus,
-                num_gpus=gpus_per_actor,
-            )
-            for result in ds.iter_rows():
-                result = {k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()}
+            if in_process:
+                results = _run_here(pending, factory, out_dir)
+            else:
+                results = _run_on_ray(pending, factory, out_dir, num_actors, cpus_per_actor, gpus_per_actor)
+            for result in results:
                 if result["error"]:
                     summary.failed_shards[int(result["shard_id"])] = str(result["error"])
                 if on_shard is not None:
@@ -434,6 +426,41 @@ def run_stage(
     summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, output_key or key)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _run_here(pending: list[dict], factory: Callable[[], ProcessFn], out_dir: Path) -> Iterator[dict]:
+    """Shard results of ``pending``, processed in this process by one process function."""
+    process = factory()
+    for row in pending:
+        yield run_shard(process, int(row["shard_id"]), json.loads(row["items"]), out_dir)
+
+
+def _run_on_ray(
+    pending: list[dict],
+    factory: Callable[[], ProcessFn],
+    out_dir: Path,
+    num_actors: int | None,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+) -> Iterator[dict]:
+    """Shard results of ``pending``, processed by an actor pool on the current Ray, as they finish."""
+    import ray.data
+
+    from niclip_ray.runtime.session import actor_pool_shape
+
+    n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
+    if gpus_per_actor:
+        cpus = min(cpus, 1.0)
+    ds = ray.data.from_items(pending).map_batches(
+        ShardWriter,
+        fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir)},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_cpus=cpus,
+        num_gpus=gpus_per_actor,
+    )
+    for result in ds.iter_rows():
+        yield {k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()}
 
 
 def _json_default(value):
