@@ -9,10 +9,12 @@ scores baselines and NiCLIP alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -31,6 +33,24 @@ LOG = logging.getLogger(__name__)
 VOXEL_GRID_ID = "voxels-mni152-2mm"
 
 MapSource = str | os.PathLike | nib.Nifti1Image
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Turn tqdm's bars off (``disable=True`` by default) for the body; warnings and errors still show.
+
+    NiMARE draws a bar per fit on stderr (the correlation decoder's, one step per term),
+    which the console cannot place among its own lines. It affects every thread while it
+    lasts.
+    """
+    from tqdm import std
+
+    init = vars(std.tqdm)["__init__"]
+    std.tqdm.__init__ = functools.partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 def template_mask() -> nib.Nifti1Image:
@@ -123,7 +143,8 @@ class Baseline(ABC):
             LOG.warning("%s: %d term(s) never occur in the training texts and rank last: %s", self.name,
                         len(unmentioned), ", ".join(unmentioned[:10]))
         self.mask_img_ = template_mask()
-        self.terms_ = self._fit(split)
+        with no_progress_bars():
+            self.terms_ = self._fit(split)
         return self
 
     def decode(self, maps: Mapping[str, MapSource]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ Each score is checked against NiMARE recomputed by hand: the Pearson correlation
 MKDAChi2 map fitted directly, and the GC-LDA decoding formula on the model's matrices.
 """
 
+import io
 import re
 
 import nibabel as nib
@@ -13,6 +14,7 @@ import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker
+from tqdm import tqdm
 
 from niclip_ray.baselines import GCLDABaseline, NeurosynthBaseline
 from niclip_ray.baselines.base import template_mask
@@ -143,3 +145,13 @@ def test_bad_fit_inputs(setup):
     with pytest.raises(InputError, match="n_topics") as caught:
         GCLDABaseline(n_topics=50).fit(setup["corpus"], setup["train"], VOCABULARY)
     assert user_message(caught.value).startswith("--gclda-topics of the gclda baseline must be between 1 and")
+
+
+def test_fits_print_no_progress_bars(setup, capfd):
+    """NiMARE's tqdm bars (the correlation decoder's, one step per term) stay off the console."""
+    NeurosynthBaseline().fit(setup["corpus"], setup["train"], VOCABULARY)
+    GCLDABaseline(n_topics=2, n_regions=2, n_iters=2, loglikely_freq=2).fit(setup["corpus"], setup["train"],
+                                                                            VOCABULARY).decode(setup["maps"])
+    printed = "".join(capfd.readouterr())
+    assert "it/s" not in printed and "%|" not in printed
+    assert not tqdm(range(1), file=io.StringIO()).disable  # bars are back on after the fits
