@@ -75,7 +75,7 @@ def train(
         table.add_column(column, justify="right")
     for row in report.summary():
         table.add_row(str(row["fold"]), str(row["epochs_run"]), str(row["best_epoch"] + 1), f"{row['val_loss']:.4f}",
-                      f"{100 * row['test_recall@10']:.2f}", f"{100 * row['test_recall@100']:.2f}",
-                      f"{100 * row['test_mix&match']:.2f}")
+                      f"{row['test_recall@10']:.3f}", f"{row['test_recall@100']:.3f}",
+                      f"{row['test_mix&match']:.3f}")
     out.print(table)
     out.print(f"bundle: {report.bundle} (fold {report.selected_fold}, lowest validation loss)")

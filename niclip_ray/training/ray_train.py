@@ -121,7 +121,7 @@ def _write_history(path: Path, history: list[dict]) -> None:
 def _epoch_line(fold: int, row: dict) -> str:
     return (
         f"fold {fold} | epoch {row['epoch'] + 1:3d} | train {row['train_loss']:.4f} | val {row['val_loss']:.4f} | "
-        f"val R@10 {100 * row['val_recall@10']:5.1f} | val mix&match {100 * row['val_mix&match']:5.1f} | "
+        f"val R@10 {row['val_recall@10']:.3f} | val mix&match {row['val_mix&match']:.3f} | "
         f"scale {row['logit_scale']:.2f}"
     )
 

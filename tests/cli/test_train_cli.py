@@ -62,6 +62,8 @@ def test_train_writes_a_bundle_that_decodes(ray_local, tmp_path, capsys):
 
     metrics = json.loads((out / "metrics.json").read_text())["folds"]
     assert [m["fold"] for m in metrics] == [0, 1] and all(m["epochs_run"] == 2 for m in metrics)
+    for m in metrics:  # recall as a fraction, like the evaluation's, not a percentage
+        assert f"{m['test_recall@10']:.3f}" in captured.out and f"{100 * m['test_recall@10']:.2f}" not in captured.out
     splits = json.loads((out / "splits.json").read_text())
     assert len(splits["study_ids"]) == 35 and "pmid005" not in splits["study_ids"]
     tests = sorted(i for f in splits["folds"] for i in f["test"])
