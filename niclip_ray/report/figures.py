@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,22 +21,68 @@ from niclip_ray.errors import InputError
 CURVE_COLUMNS = ("fold", "epoch", "train_loss", "val_loss")
 
 
-def plot_map(img: str | os.PathLike | nib.Nifti1Image, title: str, path: str | os.PathLike) -> Path:
-    """Draw a statistical map on the MNI152 template (nilearn ``plot_stat_map``) to ``path``."""
-    from nilearn.plotting import plot_stat_map
+#: A signed map hides voxels whose absolute value is below this percentile of its non-zero voxels.
+SIGNED_PERCENTILE = 95.0
+
+
+@dataclass(frozen=True)
+class MapFigure:
+    """A drawn map: its PNG, how it was drawn (``kind``) and a caption saying so."""
+
+    path: Path
+    kind: str
+    threshold: float
+    caption: str
+
+
+def map_style(data: np.ndarray) -> tuple[str, float]:
+    """How to draw a map: ``("non-negative", 0.0)`` or ``("signed", threshold)``.
+
+    A map with no negative voxel (an MKDA map of 0/1 spheres, a density, a probability) has
+    no negative side to show. A map with both signs is a statistic of unknown scale (t, z,
+    beta, a reconstruction); its threshold is the :data:`SIGNED_PERCENTILE` th percentile of
+    ``|value|`` over its non-zero voxels, so the 5% of them farthest from 0 are shown whatever
+    the statistic, where a fixed cut-off such as z > 3.1 would assume a z map.
+    """
+    finite = np.nan_to_num(np.asarray(data, dtype=np.float64))
+    if not (finite < 0).any():
+        return "non-negative", 0.0
+    magnitude = np.abs(finite[finite != 0])
+    return "signed", float(np.percentile(magnitude, SIGNED_PERCENTILE))
+
+
+def plot_map(img: str | os.PathLike | nib.Nifti1Image, title: str, path: str | os.PathLike) -> MapFigure:
+    """Draw a brain map to ``path`` in the way :func:`map_style` chooses.
+
+    A non-negative map is drawn as a glass brain (nilearn ``plot_glass_brain``, a maximum
+    intensity projection, so no sphere is hidden behind a slice) of every voxel above 0,
+    with a sequential colour map from 0 to its maximum. A signed map is drawn on three slices
+    of the MNI152 template (nilearn ``plot_stat_map``) with positive values red, negative
+    blue, and voxels below the threshold hidden.
+    """
+    from nilearn.plotting import plot_glass_brain, plot_stat_map
 
     from niclip_ray.atlas.maps import load_map
 
     image = load_map(img, name=title)
     data = np.nan_to_num(image.get_fdata(dtype=np.float32))
     image = nib.Nifti1Image(data, image.affine)
+    kind, threshold = map_style(data)
     figure = plt.figure(figsize=(8, 3))
     try:
-        plot_stat_map(image, figure=figure, title=title, display_mode="ortho", colorbar=True, draw_cross=False)
+        if kind == "non-negative":
+            plot_glass_brain(image, figure=figure, title=title, colorbar=True, cmap="YlOrRd", plot_abs=False,
+                             threshold=1e-6, vmin=0.0, vmax=max(float(data.max()), 1e-6))
+            caption = "Glass brain (maximum intensity projection) of every voxel above 0; the map has no negative values."
+        else:
+            plot_stat_map(image, figure=figure, title=title, display_mode="ortho", colorbar=True, draw_cross=False,
+                          threshold=threshold)
+            caption = (f"Voxels with |value| below {threshold:.3g} (the {SIGNED_PERCENTILE:g}th percentile of |value| "
+                       "over the map's non-zero voxels) are hidden; positive red, negative blue.")
         figure.savefig(path, dpi=90)
     finally:
         plt.close(figure)
-    return Path(path)
+    return MapFigure(Path(path), kind, threshold, caption)
 
 
 def read_curves(path: str | os.PathLike) -> pd.DataFrame:

@@ -169,7 +169,8 @@ def write_report(
     out_dir : path
         Created if needed; holds ``report.html``, ``map-*.png``, ``metrics.png``, ``curves.png``.
     maps : mapping of map id to NIfTI path or image
-        Decoded maps, drawn with nilearn's ``plot_stat_map``.
+        Decoded maps, drawn by :func:`~niclip_ray.report.figures.plot_map` (a glass brain of a
+        non-negative map, thresholded slices of a signed one, as its caption says).
     predictions : DataFrame
         Decode-contract rows (``map_id, level, rank, term`` and ``prob`` and/or ``score``,
         optionally ``term_id``, ``similarity``, ``backend``, ``atlas_id`` and ``error``) of NiCLIP
@@ -228,13 +229,15 @@ def write_report(
     shown = []
     for map_id, source in maps.items():
         entry = {"id": str(map_id), "title": (map_titles or {}).get(map_id, ""), "link": (map_links or {}).get(map_id),
-                 "truth": _truth_line(labels, str(map_id)) if labels is not None else "", "png": None,
-                 "caption": f"{map_id}, decoded with {caption}" if caption else ""}
+                 "truth": _truth_line(labels, str(map_id)) if labels is not None else "", "png": None}
         entry.update(_map_predictions(predictions, str(map_id), top_n))
         try:
-            entry["png"] = _data_uri(figures.plot_map(source, str(map_id), out / f"map-{_slug(str(map_id))}.png"))
+            drawn = figures.plot_map(source, str(map_id), out / f"map-{_slug(str(map_id))}.png")
         except InputError as exc:
             entry["errors"] = [str(exc), *entry["errors"]]
+        else:
+            decoded = f" {map_id}, decoded with {caption}." if caption else ""
+            entry.update(png=_data_uri(drawn.path), caption=drawn.caption + decoded)
         shown.append(entry)
     extra = [(heading, table_rows(table)) for heading, table in (tables or {}).items()]
     if hubness_k:

@@ -150,3 +150,26 @@ def test_bad_report_inputs(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"fold": 0, "epoch": 1}\n')
     with pytest.raises(InputError, match="train_loss"):
         read_curves(tmp_path / "m.jsonl")
+
+
+def test_map_style_and_figures(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from niclip_ray.report.figures import SIGNED_PERCENTILE, map_style, plot_map
+
+    spheres = np.zeros((20, 20, 20), dtype=np.float32)
+    spheres[5:9, 5:9, 5:9] = 1.0
+    assert map_style(spheres) == ("non-negative", 0.0)
+    signed = np.concatenate([np.zeros(100), np.arange(1, 101), -np.arange(1, 101)])  # zeros do not count
+    assert map_style(signed) == ("signed", pytest.approx(np.percentile(np.arange(1, 101), SIGNED_PERCENTILE)))
+
+    mask = nib.load(load_sample_motor_activation_image())
+    binary = nib.Nifti1Image((np.abs(mask.get_fdata()) > 3).astype(np.float32), mask.affine)
+    glass = plot_map(binary, "binary", tmp_path / "binary.png")
+    assert glass.kind == "non-negative" and "Glass brain" in glass.caption
+    motor = plot_map(load_sample_motor_activation_image(), "motor", tmp_path / "motor.png")
+    assert motor.kind == "signed" and 3 < motor.threshold < 6 and f"{motor.threshold:.3g}" in motor.caption
+    for figure in (glass, motor):
+        assert figure.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
