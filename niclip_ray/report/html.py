@@ -56,18 +56,23 @@ def format_p(value: float) -> str:
     return "-" if value != value else ("< 0.001" if value < 0.001 else f"{value:.3f}")
 
 
+def _sort_key(value: float) -> str:
+    """A number as JavaScript's ``Number()`` reads it (``Infinity`` for inf)."""
+    return repr(value) if np.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def _cell(value: object, column: str = "") -> dict:
-    if value is None or value is pd.NA:
-        return {"value": "-", "text": False}
+    """What a cell shows (``value``), its ``kind`` (number, text or missing) and, for numbers, its ``sort`` key."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return {"value": "-", "kind": "missing"}
     if isinstance(value, (bool, np.bool_)):
-        return {"value": "yes" if value else "no", "text": False}
+        return {"value": "yes" if value else "no", "kind": "number", "sort": str(int(value))}
     if isinstance(value, (float, np.floating)):
-        if column.startswith("p_value") or column == "p":
-            return {"value": format_p(float(value)), "text": False}
-        return {"value": "-" if np.isnan(value) else f"{value:.3g}", "text": False}
+        shown = format_p(float(value)) if column.startswith("p_value") or column == "p" else f"{value:.3g}"
+        return {"value": shown, "kind": "number", "sort": _sort_key(float(value))}
     if isinstance(value, (int, np.integer)):
-        return {"value": str(value), "text": False}
-    return {"value": str(value), "text": True}
+        return {"value": str(value), "kind": "number", "sort": str(int(value))}
+    return {"value": str(value), "kind": "text"}
 
 
 def table_rows(frame: pd.DataFrame, headers: Mapping[str, str] | None = None, note: str = "") -> dict:

@@ -56,7 +56,8 @@ def test_report_is_self_contained_and_has_its_pngs(report):
     assert page.startswith("<!DOCTYPE html>")
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert "<link" not in page and "<script" not in page
+    assert "<link" not in page and page.count("<script") == 1 and "<script>" in page  # one inline script
+    assert "http" not in page.split("<script>")[1].split("</script>")[0]
     for name in ("metrics.png", "curves.png", "map-motor.png"):
         png = path.parent / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,7 +72,8 @@ def test_report_has_the_tables_and_methods(report):
     # metric table: one row per backend and level, filled from the summary
     table = page.split("<h2>Metrics")[1].split("</table>")[0]
     assert table.count("<tr>") == len(summary) + 1
-    assert f"<td>{summary['mean_hit_at_k'].iloc[0]:.3g}</td>" in table
+    hit = float(summary["mean_hit_at_k"].iloc[0])
+    assert f'<td data-sort="{hit!r}">{hit:.3g}</td>' in table
     assert "True labels: domain: Action; task: motor fMRI task paradigm" in page
     assert "True labels: none given." in page  # the map "bad" has none
     assert "map bad: file not found" in page  # failed maps are shown, not dropped
@@ -131,9 +133,10 @@ def test_full_term_tables_hubness_intro_and_links(tmp_path, facts):
                         map_links={"motor": "https://neurovault.org/images/10426/"}, hubness_k=1).read_text()
     assert "<p class=\"intro\">What this shows &amp; what it does not.</p>" in page  # escaped by the template
     assert '<a href="https://neurovault.org/images/10426/">A motor map</a>' in page
-    assert "<td>&lt; 0.001</td>" in page  # p-values as p < 0.001
+    assert '<td data-sort="0.0004">&lt; 0.001</td>' in page  # p-values as p < 0.001, sorted by the value
     full = page.split("<details>")[1]
-    assert "<th>probability</th><th>raw score</th>" in full and "<td>0.7</td><td>5</td>" in full
+    assert "<th>probability</th><th>raw score</th>" in full
+    assert '<td data-sort="0.7">0.7</td><td data-sort="5.0">5</td>' in full
     assert "Term hubness" in page
     assert format_p(0.0123) == "0.012" and format_p(float("nan")) == "-"
     ranked = pd.DataFrame({"map_id": ["a", "a", "b", "b"], "level": "task", "rank": [1, 2, 1, 2],
@@ -173,3 +176,14 @@ def test_map_style_and_figures(tmp_path):
     for figure in (glass, motor):
         assert figure.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+def test_every_table_is_sortable_with_typed_cells(tmp_path, facts):
+    predictions = _predictions()
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    extra = pd.DataFrame({"name": ["b", "a"], "value": [2.0, float("nan")], "ok": [True, False]})
+    page = write_report(tmp_path, maps={}, predictions=predictions, metrics=metrics, curves=None, methods="",
+                        provenance=facts, tables={"Extra": extra}, hubness_k=1).read_text()
+    assert page.count("<table") == page.count('<table class="sortable">') == 3  # metrics, extra, hubness
+    table = page.split("<h2>Extra</h2>")[1].split("</table>")[0]
+    assert ('<tr><td class="text">b</td><td data-sort="2.0">2</td><td data-sort="1">yes</td></tr>'
+            '<tr><td class="text">a</td><td class="missing">-</td><td data-sort="0">no</td></tr>') in table
