@@ -34,6 +34,8 @@ METRIC_COLUMNS = {
     "null_mean_hit_at_k": "null hit@k (mean)", "null_std_hit_at_k": "null hit@k (std)",
     "p_value_hit_at_k": "p (hit@k)", "normalized_hit_at_k": "hit@k / null", "above_chance": "above chance",
 }
+#: Columns of a map's top-n table.
+TOP_COLUMNS = {"rank": "rank", "term": "term", "prob": "probability", "score": "raw score"}
 #: Columns of the full term table of a map.
 TERM_COLUMNS = {"rank": "rank", "term_id": "term id", "term": "term", "prob": "probability", "score": "raw score",
                 "similarity": "cosine similarity"}
@@ -104,11 +106,7 @@ def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict
     for (level, backend), group in ok.groupby(["level", "backend"], sort=False):
         group = group.sort_values("rank", kind="stable")
         heading = f"{level} · {backend}"
-        value = group["prob"] if "prob" in group else pd.Series(np.nan, index=group.index)
-        if "score" in group:
-            value = value.astype(float).fillna(group["score"].astype(float))
-        top.append((heading, table_rows(group.head(top_n).assign(value=value),
-                                        {"rank": "rank", "term": "term", "value": "prob / score"})))
+        top.append((heading, table_rows(group.head(top_n), TOP_COLUMNS)))
         full.append((heading, table_rows(group, TERM_COLUMNS)))
     return {"errors": messages, "top": top, "full": full, "empty": rows.empty}
 

@@ -177,6 +177,17 @@ def test_map_style_and_figures(tmp_path):
         assert figure.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_top_tables_have_probability_and_score_apart_and_map_captions(report):
+    page = report[0].read_text()
+    motor = page.split("<h3>motor</h3>")[1].split("<h3>")[0]
+    top = motor.split("<h4>task · niclip</h4>")[1].split("</table>")[0]
+    assert "<th>rank</th><th>term</th><th>probability</th><th>raw score</th>" in top
+    assert '<td data-sort="0.7">0.7</td><td data-sort="5.0">5</td>' in top
+    gclda = motor.split("<h4>task · gclda</h4>")[1].split("</table>")[0]
+    assert '<td class="missing">-</td><td data-sort="5.0">5</td>' in gclda  # GC-LDA gives no probability
+    assert "the 95th percentile of |value|" in motor  # the motor map is signed: thresholded slices
+
+
 def test_every_table_is_sortable_with_typed_cells(tmp_path, facts):
     predictions = _predictions()
     metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
