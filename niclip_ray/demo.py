@@ -38,6 +38,9 @@ from niclip_ray.features.study_maps import write_study_maps
 SOURCE = "nimare:nback_vs_flanker"
 MOTOR_MAP_ID = "motor-neurovault-10426"
 MOTOR_MAP_URL = "https://neurovault.org/images/10426/"
+#: A study's record in NeuroStore's API. The shipped studyset is an export of a NeuroStore
+#: release, so its study ids are NeuroStore study ids.
+NEUROSTORE_STUDY_URL = "https://neurostore.org/api/studies/{}"
 #: The sentence the report opens with.
 INTRO = (
     "This demo shows that every stage runs end to end on real, shipped data: {n_studies} n-back and flanker "
@@ -130,17 +133,18 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
     return atlas_dir
 
 
-def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Study titles of the shown maps, linked to PubMed where a pmid exists; the motor map's NeuroVault page."""
+def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Titles of the shown maps and their links: NeuroStore and PubMed (with a pmid) for a study, NeuroVault."""
     titles = {MOTOR_MAP_ID: "Motor activation map (NeuroVault image 10426, nilearn's sample)"}
-    links = {MOTOR_MAP_ID: MOTOR_MAP_URL}
+    links = {MOTOR_MAP_ID: {"NeuroVault": MOTOR_MAP_URL}}
     for map_id in map_ids:
         study = map_id.removeprefix("study-")
         if study in studies.index:
             titles[map_id] = str(studies.at[study, "title"] or study)
+            links[map_id] = {"NeuroStore": NEUROSTORE_STUDY_URL.format(study)}
             pmid = studies.at[study, "pmid"]
             if pd.notna(pmid) and str(pmid).strip():
-                links[map_id] = f"https://pubmed.ncbi.nlm.nih.gov/{str(pmid).strip()}/"
+                links[map_id]["PubMed"] = f"https://pubmed.ncbi.nlm.nih.gov/{str(pmid).strip()}/"
     return titles, links
 
 

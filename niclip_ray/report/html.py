@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +39,8 @@ TOP_COLUMNS = {"rank": "rank", "term": "term", "prob": "probability", "score": "
 #: Columns of the full term table of a map.
 TERM_COLUMNS = {"rank": "rank", "term_id": "term id", "term": "term", "prob": "probability", "score": "raw score",
                 "similarity": "cosine similarity"}
+#: Cognitive Atlas id forms per level (tasks have old ``trm_`` and new ``tsk_`` ids, concepts ``trm_``).
+_COGNITIVE_ATLAS_IDS = {"task": re.compile(r"(?:trm|tsk)_[0-9A-Za-z]+"), "concept": re.compile(r"trm_[0-9A-Za-z]+")}
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("niclip_ray.report", "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -77,11 +79,32 @@ def _cell(value: object, column: str = "") -> dict:
     return {"value": str(value), "kind": "text"}
 
 
-def table_rows(frame: pd.DataFrame, headers: Mapping[str, str] | None = None, note: str = "") -> dict:
-    """``headers`` and ``rows`` of cells (numbers to 3 significant digits, p-values as ``< 0.001``, NaN as '-')."""
+def cognitive_atlas_url(term_id: object, level: str) -> str | None:
+    """The Cognitive Atlas page of a task (``trm_*``, ``tsk_*``) or concept (``trm_*``) id, else None.
+
+    Local ids (the built-in ontology's ``niclip_tsk_*``), domains and other levels get no page.
+    """
+    pattern = _COGNITIVE_ATLAS_IDS.get(level)
+    if pattern is None or not isinstance(term_id, str) or not pattern.fullmatch(term_id):
+        return None
+    return f"https://www.cognitiveatlas.org/{level}/id/{term_id}/"
+
+
+def table_rows(frame: pd.DataFrame, headers: Mapping[str, str] | None = None, note: str = "",
+               links: Mapping[str, Sequence[str | None]] | None = None) -> dict:
+    """``headers`` and ``rows`` of cells (numbers to 3 significant digits, p-values as ``< 0.001``, NaN as '-').
+
+    ``links`` maps a column to one URL (or None) per row; a cell with a URL becomes a link.
+    """
     headers = headers or {c: c for c in frame.columns}
     columns = [c for c in headers if c in frame.columns]
     rows = [[_cell(v, c) for c, v in zip(columns, row)] for row in frame[columns].itertuples(index=False)]
+    for column, urls in (links or {}).items():
+        if column in columns:
+            at = columns.index(column)
+            for row, url in zip(rows, urls):
+                if url:
+                    row[at]["href"] = url
     return {"headers": [headers[c] for c in columns], "rows": rows, "note": note}
 
 
@@ -107,7 +130,8 @@ def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict
         group = group.sort_values("rank", kind="stable")
         heading = f"{level} · {backend}"
         top.append((heading, table_rows(group.head(top_n), TOP_COLUMNS)))
-        full.append((heading, table_rows(group, TERM_COLUMNS)))
+        links = {"term_id": [cognitive_atlas_url(t, level) for t in group["term_id"]]} if "term_id" in group else {}
+        full.append((heading, table_rows(group, TERM_COLUMNS, links=links)))
     return {"errors": messages, "top": top, "full": full, "empty": rows.empty}
 
 
@@ -162,7 +186,7 @@ def write_report(
     provenance: Mapping[str, object] | None = None,
     intro: str = "",
     map_titles: Mapping[str, str] | None = None,
-    map_links: Mapping[str, str] | None = None,
+    map_links: Mapping[str, Mapping[str, str]] | None = None,
     hubness_k: int | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
@@ -202,8 +226,10 @@ def write_report(
         in the predictions' ``atlas_id`` column opens the report with a warning banner.
     intro : str
         A plain sentence or two under the title: what the run shows and does not show.
-    map_titles, map_links : mapping of map id to str, optional
-        A title shown under a map's heading, linked to its page (PubMed, NeuroVault) when given.
+    map_titles : mapping of map id to str, optional
+        A title shown under a map's heading.
+    map_links : mapping of map id to mapping of label to URL, optional
+        Links shown after a map's title (``{"PubMed": ..., "NeuroStore": ...}``).
     hubness_k : int, optional
         Add the :func:`term_hubness` table of the task level at this cut-off.
 
@@ -231,8 +257,9 @@ def write_report(
     )
     shown = []
     for map_id, source in maps.items():
-        entry = {"id": str(map_id), "title": (map_titles or {}).get(map_id, ""), "link": (map_links or {}).get(map_id),
-                 "truth": _truth_line(labels, str(map_id)) if labels is not None else "", "png": None}
+        entry = {"id": str(map_id), "title": (map_titles or {}).get(map_id, ""),
+                 "links": (map_links or {}).get(map_id, {}), "png": None,
+                 "truth": _truth_line(labels, str(map_id)) if labels is not None else ""}
         entry.update(_map_predictions(predictions, str(map_id), top_n))
         try:
             drawn = figures.plot_map(source, str(map_id), out / f"map-{_slug(str(map_id))}.png")

@@ -130,9 +130,10 @@ def test_full_term_tables_hubness_intro_and_links(tmp_path, facts):
     page = write_report(tmp_path, maps={"motor": load_sample_motor_activation_image()}, predictions=predictions,
                         metrics=metrics.assign(p_value_hit_at_k=0.0004), curves=None, methods="", provenance=facts,
                         intro="What this shows & what it does not.", map_titles={"motor": "A motor map"},
-                        map_links={"motor": "https://neurovault.org/images/10426/"}, hubness_k=1).read_text()
+                        map_links={"motor": {"NeuroVault": "https://neurovault.org/images/10426/"}},
+                        hubness_k=1).read_text()
     assert "<p class=\"intro\">What this shows &amp; what it does not.</p>" in page  # escaped by the template
-    assert '<a href="https://neurovault.org/images/10426/">A motor map</a>' in page
+    assert 'A motor map · <a href="https://neurovault.org/images/10426/">NeuroVault</a>' in page
     assert '<td data-sort="0.0004">&lt; 0.001</td>' in page  # p-values as p < 0.001, sorted by the value
     full = page.split("<details>")[1]
     assert "<th>probability</th><th>raw score</th>" in full
@@ -186,6 +187,26 @@ def test_top_tables_have_probability_and_score_apart_and_map_captions(report):
     gclda = motor.split("<h4>task · gclda</h4>")[1].split("</table>")[0]
     assert '<td class="missing">-</td><td data-sort="5.0">5</td>' in gclda  # GC-LDA gives no probability
     assert "the 95th percentile of |value|" in motor  # the motor map is signed: thresholded slices
+
+
+def test_cognitive_atlas_ids_are_linked(tmp_path, facts):
+    from niclip_ray.report.html import cognitive_atlas_url
+
+    assert cognitive_atlas_url("trm_4f24126c22011", "task") == "https://www.cognitiveatlas.org/task/id/trm_4f24126c22011/"
+    assert cognitive_atlas_url("tsk_4a57abb949a4f", "task") == "https://www.cognitiveatlas.org/task/id/tsk_4a57abb949a4f/"
+    assert cognitive_atlas_url("trm_4a3fd79d0b5a7", "concept") == (
+        "https://www.cognitiveatlas.org/concept/id/trm_4a3fd79d0b5a7/")
+    for term_id, level in (("niclip_tsk_n_back_task", "task"), ("tsk_4a57abb949a4f", "concept"),
+                           ("ctp_C1", "domain"), (None, "task"), ("trm_4f24126c22011 x", "task")):
+        assert cognitive_atlas_url(term_id, level) is None
+
+    predictions = _predictions().iloc[:2].assign(term_id=["trm_4f24126c22011", "niclip_tsk_finger_tapping"])
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    page = write_report(tmp_path, maps={"motor": load_sample_motor_activation_image()}, predictions=predictions,
+                        metrics=metrics, curves=None, methods="", provenance=facts).read_text()
+    full = page.split("<details>")[1]
+    assert '<td class="text"><a href="https://www.cognitiveatlas.org/task/id/trm_4f24126c22011/">trm_4f24126c22011</a>' in full
+    assert '<td class="text">niclip_tsk_finger_tapping</td>' in full  # a local id stays plain text
 
 
 def test_every_table_is_sortable_with_typed_cells(tmp_path, facts):

@@ -1,0 +1,18 @@
+"""What the demo hands its report: the maps' titles and links."""
+
+import pandas as pd
+
+from niclip_ray.demo import MOTOR_MAP_ID, _map_titles
+
+
+def test_study_maps_link_to_neurostore_and_pubmed_where_a_pmid_exists():
+    studies = pd.DataFrame({"title": ["An n-back study", ""], "pmid": ["12345", None]},
+                           index=pd.Index(["25uKFzHufiGk", "2DMUS9MeRxqW"], name="study_id"))
+    titles, links = _map_titles(studies, ["study-25uKFzHufiGk", "study-2DMUS9MeRxqW", "study-unknown"])
+    assert titles["study-25uKFzHufiGk"] == "An n-back study" and titles["study-2DMUS9MeRxqW"] == "2DMUS9MeRxqW"
+    assert links["study-25uKFzHufiGk"] == {"NeuroStore": "https://neurostore.org/api/studies/25uKFzHufiGk",
+                                           "PubMed": "https://pubmed.ncbi.nlm.nih.gov/12345/"}
+    assert links["study-2DMUS9MeRxqW"] == {"NeuroStore": "https://neurostore.org/api/studies/2DMUS9MeRxqW"}
+    assert "study-unknown" not in links
+    assert links[MOTOR_MAP_ID] == {"NeuroVault": "https://neurovault.org/images/10426/"}
+
