@@ -148,6 +148,28 @@ def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, st
     return titles, links
 
 
+def map_count_notes(n_scored: int, n_studies: int, n_labelled: int, n_retrieval: int) -> tuple[str, str]:
+    """Notes under the metric and known-answer tables: why they count different maps.
+
+    Parameters
+    ----------
+    n_scored : int
+        Maps in the metric table (held-out studies and the motor map).
+    n_studies, n_labelled, n_retrieval : int
+        Held-out study maps decoded; maps the known-answer check scores; studies the retrieval ranks.
+
+    Returns
+    -------
+    (str, str)
+        The metric table's note and the known-answer table's.
+    """
+    why = "the motor map has no n-back or flanker label and no abstract"
+    metrics = (f"The metrics score {n_scored} maps ({n_studies} held-out studies' MKDA maps and the NeuroVault "
+               f"motor map); the known-answer check scores {n_labelled} and the retrieval tables "
+               f"{n_retrieval}, as {why}.")
+    return metrics, f"{n_labelled} maps: the held-out studies labelled n-back or flanker ({why})."
+
+
 def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
              progress: ProgressFactory | None = None) -> DemoResult:
     """Run every stage on an embedded (or given) Ray and write the report.
@@ -301,15 +323,19 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     )
     shown = report_maps(map_labels, per_label=3)
     titles, links = _map_titles(studies, shown)
+    known_heading = "Known-answer check: own task ranked above the other label's task"
+    metrics_note, known_note = map_count_notes(
+        int(result.summary["n_images"].max()), sum(m.startswith("study-") for m in maps),
+        int(known.loc[known["kind"] == "all", "n_maps"].max()), int(retrieval.image_to_text["n"]))
     atlas = ("the atlas is DiFuMo" if not facts["atlas_standin"]
              else f"the maps are projected on {facts['atlas_id']}, an offline stand-in for DiFuMo")
     report = write_report(paths["report"], maps={m: maps[m] for m in shown}, predictions=predictions, metrics=result.summary,
                           curves=curves, methods=methods, truth=truth,
-                          tables={"Known-answer check: own task ranked above the other label's task": known,
-                                  **retrieval_tables(retrieval)},
+                          tables={known_heading: known, **retrieval_tables(retrieval)},
                           title="NiCLIP demo: n-back vs flanker studies and a motor map", provenance=facts,
                           intro=INTRO.format(n_studies=len(studies), n_maps=len(maps), atlas=atlas),
-                          map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"])
+                          map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"],
+                          metrics_note=metrics_note, table_notes={known_heading: known_note})
     return DemoResult(report, result.summary, known, paths)
 
 

@@ -188,6 +188,8 @@ def write_report(
     map_titles: Mapping[str, str] | None = None,
     map_links: Mapping[str, Mapping[str, str]] | None = None,
     hubness_k: int | None = None,
+    metrics_note: str = "",
+    table_notes: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -232,6 +234,9 @@ def write_report(
         Links shown after a map's title (``{"PubMed": ..., "NeuroStore": ...}``).
     hubness_k : int, optional
         Add the :func:`term_hubness` table of the task level at this cut-off.
+    metrics_note, table_notes : str, mapping of heading to str, optional
+        A note under the metric table, and under the ``tables`` of those headings (e.g. why
+        two tables count different maps).
 
     Returns
     -------
@@ -269,7 +274,8 @@ def write_report(
             decoded = f" {map_id}, decoded with {caption}." if caption else ""
             entry.update(png=_data_uri(drawn.path), caption=drawn.caption + decoded)
         shown.append(entry)
-    extra = [(heading, table_rows(table)) for heading, table in (tables or {}).items()]
+    notes = table_notes or {}
+    extra = [(heading, table_rows(table, note=notes.get(heading, ""))) for heading, table in (tables or {}).items()]
     if hubness_k:
         hubs = term_hubness(predictions, hubness_k)
         extra.append((f"Term hubness: how often a task is in a map's top {hubness_k}",
@@ -281,7 +287,7 @@ def write_report(
     page = _TEMPLATES.get_template("report.html").render(
         title=title, version=__version__, stamp=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
         banner=standin_banner(atlas_ids), intro=intro,
-        metrics=table_rows(metrics, METRIC_COLUMNS),
+        metrics=table_rows(metrics, METRIC_COLUMNS, note=metrics_note),
         metrics_png=_data_uri(figures.plot_metrics(metrics, out / "metrics.png")) if not metrics.empty else None,
         tables=extra, maps=shown,
         curves_png=None if curves is None or curves.empty else _data_uri(figures.plot_curves(curves, out / "curves.png")),

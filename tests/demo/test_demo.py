@@ -55,6 +55,8 @@ def test_quick_demo_end_to_end_and_rerun(ray_local, tmp_path, capsys, monkeypatc
     paired = pd.read_csv(out / "evaluation" / "retrieval_paired_tests.csv")
     assert set(paired["baseline"]) == {"mean_training_map", "nearest_text_study"}
     assert 'src="http' not in page and "data:image/png;base64," in page
+    assert "The metrics score 31 maps (30 held-out studies" in page  # the counts explained
+    assert "the known-answer check scores 30 and the retrieval tables 30" in page
     assert 'href="https://neurostore.org/api/studies/' in page and "<script>" in page
     assert "Glass brain" in page and "the 95th percentile of |value|" in page  # binary study maps, signed motor map
 

@@ -1,8 +1,8 @@
-"""What the demo hands its report: the maps' titles and links."""
+"""What the demo hands its report: the maps' titles and links, and the notes on the map counts."""
 
 import pandas as pd
 
-from niclip_ray.demo import MOTOR_MAP_ID, _map_titles
+from niclip_ray.demo import MOTOR_MAP_ID, _map_titles, map_count_notes
 
 
 def test_study_maps_link_to_neurostore_and_pubmed_where_a_pmid_exists():
@@ -16,3 +16,9 @@ def test_study_maps_link_to_neurostore_and_pubmed_where_a_pmid_exists():
     assert "study-unknown" not in links
     assert links[MOTOR_MAP_ID] == {"NeuroVault": "https://neurovault.org/images/10426/"}
 
+
+def test_the_count_notes_carry_the_numbers_they_are_given():
+    metrics, known = map_count_notes(n_scored=65, n_studies=64, n_labelled=63, n_retrieval=62)
+    assert metrics.startswith("The metrics score 65 maps (64 held-out studies' MKDA maps and the NeuroVault motor map)")
+    assert "the known-answer check scores 63 and the retrieval tables 62" in metrics
+    assert known.startswith("63 maps: the held-out studies labelled n-back or flanker")

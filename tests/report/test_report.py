@@ -209,13 +209,16 @@ def test_cognitive_atlas_ids_are_linked(tmp_path, facts):
     assert '<td class="text">niclip_tsk_finger_tapping</td>' in full  # a local id stays plain text
 
 
-def test_every_table_is_sortable_with_typed_cells(tmp_path, facts):
+def test_every_table_is_sortable_with_typed_cells_and_notes(tmp_path, facts):
     predictions = _predictions()
     metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
     extra = pd.DataFrame({"name": ["b", "a"], "value": [2.0, float("nan")], "ok": [True, False]})
     page = write_report(tmp_path, maps={}, predictions=predictions, metrics=metrics, curves=None, methods="",
-                        provenance=facts, tables={"Extra": extra}, hubness_k=1).read_text()
+                        provenance=facts, tables={"Extra": extra}, table_notes={"Extra": "2 rows & a note."},
+                        metrics_note="Why the counts differ.", hubness_k=1).read_text()
     assert page.count("<table") == page.count('<table class="sortable">') == 3  # metrics, extra, hubness
     table = page.split("<h2>Extra</h2>")[1].split("</table>")[0]
     assert ('<tr><td class="text">b</td><td data-sort="2.0">2</td><td data-sort="1">yes</td></tr>'
             '<tr><td class="text">a</td><td class="missing">-</td><td data-sort="0">no</td></tr>') in table
+    assert '</table>\n<p class="note">2 rows &amp; a note.</p>' in page.split("<h2>Extra</h2>")[1]
+    assert '</table>\n<p class="note">Why the counts differ.</p>' in page.split("<h2>Metrics")[1]
