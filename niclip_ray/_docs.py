@@ -22,8 +22,9 @@ docdict = {
     Items (studies or maps) per ``part-NNNNN.parquet`` file, the unit of resumption.""",
     "num_actors": """num_actors : int, optional
     Actors of the stage's pool (default: one per CPU share, capped by the pending shards).""",
-    "on_shard": """on_shard : callable, optional
-    Progress callback, called with each finished shard's result dict.""",
+    "on_items": """on_items : callable, optional
+    Progress callback ``on_items(n, total)``: ``n`` more of the stage's ``total`` items
+    finished (first, when resuming, those of the shards finished earlier).""",
     "stage_out_dir": """out_dir : path
     Stage directory for ``part-NNNNN.parquet`` files; a rerun resumes it.""",
     "vocabulary_tasks": """tasks : DataFrame

@@ -226,9 +226,9 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
                 paths["corpus"], paths["features"],
                 image_options={"dim": settings.dim, "atlas_dir": paths["atlas"],
                                "allow_standin": settings.atlas_dir is None,
-                               "on_shard": lambda result: done.advance(result["n_rows"], " (images)")},
+                               "on_items": lambda n, total: done.advance(n, " (images)")},
                 text_options={"model": settings.model, "section": settings.section,
-                              "on_shard": lambda result: done.advance(result["n_rows"], " (text)")},
+                              "on_items": lambda n, total: done.advance(n, " (text)")},
             )
         say(image_summary.line())
         say(text_summary.line())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -10,6 +14,8 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 #: Decoded maps printed as tables; more are only written to files.
 SHOW_MAPS = 3
+#: Seconds between plain progress lines of a stage when output is not a terminal.
+PLAIN_EVERY_S = 5.0
 
 
 def say(message: str, *, quiet: bool = False) -> None:
@@ -18,57 +24,53 @@ def say(message: str, *, quiet: bool = False) -> None:
         out.print(message)
 
 
-def shard_progress(unit: str, *, quiet: bool = False):
-    """A stage's ``on_shard`` callback that prints one line per finished shard."""
-
-    def progress(result: dict) -> None:
-        if not result["error"]:
-            say(f"shard {result['shard_id']}: {result['n_rows']} {unit}, {result['n_failed']} failed", quiet=quiet)
-
-    return progress
-
-
 class ItemProgress:
     """Progress of one stage counted in items (studies, maps, epochs).
 
-    On a terminal a rich bar; otherwise (output redirected, CI) one plain line per update,
-    e.g. ``decode: 12/40 maps``. Use as a context manager and call :meth:`advance`.
+    On a terminal a rich bar; otherwise (output redirected, CI) plain lines such as
+    ``decode: 12/40 maps``, at most one per ``every_s`` seconds besides the last. Use as a
+    context manager; call :meth:`advance`, or pass :meth:`on_items` to a stage. Thread-safe:
+    stages report from a following thread.
     """
 
-    def __init__(self, label: str, total: int, unit: str, *, quiet: bool = False, console: Console | None = None):
-        self.label, self.total, self.unit, self.quiet = label, int(total), unit, quiet
+    def __init__(self, label: str, total: int, unit: str, *, quiet: bool = False, console: Console | None = None,
+                 every_s: float = 0.0):
+        self.label, self.total, self.unit, self.quiet, self.every_s = label, int(total), unit, quiet, every_s
         self.console = console or out
         self.done = 0
         self._bar = None
+        self._lock = threading.Lock()
+        self._printed_at = -math.inf
 
     def __enter__(self) -> ItemProgress:
         if not self.quiet and self.console.is_terminal:
             self._bar = Progress(TextColumn(f"{self.label}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn(self.unit), TimeElapsedColumn(), console=self.console)
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total)
+            self._task = self._bar.add_task(self.label, total=self.total or None)
         return self
 
     def advance(self, n: int = 1, note: str = "") -> None:
         """Count ``n`` more finished items; ``note`` is added to a plain line."""
-        self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
-        if self.quiet:
-            return
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done)
-        else:
-            self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit}{note}", markup=False,
-                               highlight=False)
+        with self._lock:
+            self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
+            if self.quiet:
+                return
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self.done, total=self.total or None)
+            elif self.done == self.total or time.monotonic() - self._printed_at >= self.every_s:
+                self._printed_at = time.monotonic()
+                self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit}{note}", markup=False,
+                                   highlight=False)
+
+    def on_items(self, n: int, total: int) -> None:
+        """A stage's ``on_items`` callback: ``n`` more of ``total`` items finished."""
+        self.total = int(total)
+        self.advance(n)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-
-def shard_items(result: dict, sizes: list[int]) -> int:
-    """Items of the finished shard ``result`` (an ``on_shard`` result), from the shard sizes."""
-    shard_id = int(result["shard_id"])
-    return sizes[shard_id] if shard_id < len(sizes) else 0
 
 
 def report_failures(summary, where, unit: str) -> None:

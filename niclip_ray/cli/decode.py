@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import SHOW_MAPS, err, fail_if_any_failed, print_map, report_failures, report_stage, say
+from niclip_ray.cli.console import (
+    PLAIN_EVERY_S,
+    SHOW_MAPS,
+    ItemProgress,
+    err,
+    fail_if_any_failed,
+    print_map,
+    report_failures,
+    report_stage,
+    say,
+)
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt
 
@@ -91,8 +101,9 @@ def decode(
             warnings.filterwarnings("ignore", message="decoding on .*stand-in", category=UserWarning)
             summary = stage.run(items, model, out_dir / "decode", in_process=True, **settings)
     else:
-        with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
-            summary = stage.run(items, model, out_dir / "decode", **settings)
+        with ray_session(opts.ray_options(), log_dir=out_dir / "logs"), \
+                ItemProgress("decode", len(items), "maps", quiet=opts.quiet, every_s=PLAIN_EVERY_S) as progress:
+            summary = stage.run(items, model, out_dir / "decode", on_items=progress.on_items, **settings)
     report_stage(summary, quiet=opts.quiet)
     results = read_parts(out_dir / "decode").to_pandas()
     failed = results[results["error"].notna()]

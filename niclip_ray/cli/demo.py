@@ -46,7 +46,8 @@ def demo(
                if v is not None}
     settings = DemoSettings.quick(out_dir, **changes) if quick else DemoSettings(out_dir=out_dir, **changes)
     result = run_demo(settings, say=lambda line: say(line, quiet=opts.quiet), ray_options=opts.ray_options(),
-                      progress=lambda label, total, unit: ItemProgress(label, total, unit, quiet=opts.quiet))
+                      progress=lambda label, total, unit: ItemProgress(label, total, unit, quiet=opts.quiet,
+                                                                       every_s=2.0))
 
     table = Table(title="NiCLIP vs baselines (hit@k, permutation null)")
     for column in ("backend", "level", "k", "hit@k", "null", "p", "recall@k", "MRR"):

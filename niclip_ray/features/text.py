@@ -16,7 +16,7 @@ count. Bad texts get a per-text error and never stop the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -179,8 +179,13 @@ class TextEmbedder:
             raise TextError(f"text too long: {len(ids):,} tokens > max_tokens={self.max_tokens:,}")
         return list(ids)
 
-    def embed(self, texts: Sequence[object]) -> EmbeddingResult:
-        """Embed each text: (n, dim) float32 vectors, token counts and per-text errors."""
+    def embed(self, texts: Sequence[object], on_done: Callable[[int], None] | None = None) -> EmbeddingResult:
+        """Embed each text: (n, dim) float32 vectors, token counts and per-text errors.
+
+        ``on_done(k)`` is called as ``k`` more texts are finished (all their windows
+        embedded, or failed), for progress.
+        """
+        on_done = on_done or (lambda k: None)
         n = len(texts)
         errors = [""] * n
         n_tokens = np.zeros(n, dtype=np.int64)
@@ -193,6 +198,8 @@ class TextEmbedder:
                 continue
             n_tokens[i] = len(ids)
             windows.extend((i, w) for w in split_windows(ids, self.max_length))
+        left = np.bincount([owner for owner, _ in windows], minlength=n)
+        on_done(int((left == 0).sum()))  # texts that failed to tokenize
         sums = np.zeros((n, self.dim), dtype=np.float64)
         for owners, window_sums, message in self._run_windows(windows):
             for owner, row in zip(owners, window_sums):
@@ -200,6 +207,8 @@ class TextEmbedder:
                     errors[owner] = errors[owner] or message
                 else:
                     sums[owner] += row
+                left[owner] -= 1
+            on_done(int(sum(left[owner] == 0 for owner in set(owners))))
         vectors = np.full((n, self.dim), np.nan, dtype=np.float32)
         for i in range(n):
             if not errors[i]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.model.bundle import load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
+from niclip_ray.pipelines.tally import items_done
 
 STAGE = "decode"
 
@@ -49,6 +51,7 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
             failed.append((item, str(exc)))
         except Exception as exc:  # an unexpected per-map failure must not take the shard down
             failed.append((item, f"map {item['map_id']}: {type(exc).__name__}: {exc}"))
+        items_done()
     betas = np.stack(betas) if betas else np.zeros((0, 1), np.float32)
     frame = decoder.decode_features(betas, [i["map_id"] for i in good])
     source = {i["map_id"]: i["source_path"] for i in good}
@@ -138,6 +141,7 @@ def run(
     cpus_per_actor: float = 1.0,
     strict: bool = False,
     in_process: bool = False,
+    on_items: Callable[[int, int], None] | None = None,
 ) -> StageSummary:
     """Decode ``maps`` (items of :func:`niclip_ray.decoding.map_files.collect_maps`) into ``out_dir``.
 
@@ -147,6 +151,7 @@ def run(
     unchanged; a shard with a changed file is decoded again. ``strict`` refuses maps
     without a transform or only partly over the brain mask instead of warning.
     ``in_process`` decodes in this process without Ray (a few maps), writing the same files.
+    ``on_items(n, total)`` is told as maps are decoded (for progress).
 
     Returns
     -------
@@ -186,5 +191,6 @@ def run(
         cpus_per_actor=cpus_per_actor,
         unit="maps",
         in_process=in_process,
+        on_items=on_items,
     )
 

@@ -31,6 +31,7 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import ParameterError
 from niclip_ray.features.mkda import study_voxels
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
+from niclip_ray.pipelines.tally import items_done
 from niclip_ray.tables import tensor_array
 
 STAGE = "images"
@@ -90,7 +91,10 @@ def process_studies(
     pyarrow.Table
         The stage's columns, one row per item, in item order.
     """
-    results = [embed_study(item["coords"], projector.grid, radius) for item in items]
+    results = []
+    for item in items:
+        results.append(embed_study(item["coords"], projector.grid, radius))
+        items_done()
     ok = np.array([voxels is not None for voxels, _, _ in results], dtype=bool)
     betas = np.zeros((len(items), projector.dim), dtype=np.float32)
     if ok.any():
@@ -131,7 +135,7 @@ def run(
     radius: float = 10.0,
     value: float = 1.0,
     seed: int = 0,
-    on_shard: Callable[[dict], None] | None = None,
+    on_items: Callable[[int, int], None] | None = None,
 ) -> StageSummary:
     """Compute image features of every study of a corpus on the current Ray.
 
@@ -152,7 +156,7 @@ def run(
         MKDA sphere radius (mm) and value.
     seed : int
         Seed of the stand-in atlas.
-    %(on_shard)s
+    %(on_items)s
     """
     from niclip_ray.runtime.session import cluster_cpus
 
@@ -169,5 +173,5 @@ def run(
         params=stage_params(atlas, radius, value),
         shard_size=shard_size,
         num_actors=num_actors or max(1, int(cluster_cpus())),
-        on_shard=on_shard,
+        on_items=on_items,
     )

@@ -11,7 +11,8 @@ follows the same recipe (``docs/runtime.md``, "Resumable stages", says why):
 3. send one row per pending shard through ``map_batches`` on an actor pool whose actors
    do their heavy setup (atlas, language model) once;
 4. each actor writes its shard under a temporary name and renames it, so a killed job
-   leaves no partial file and a rerun never duplicates rows.
+   leaves no partial file and a rerun never duplicates rows;
+5. progress is counted per item, inside the shards (:mod:`niclip_ray.pipelines.tally`).
 
 A shard whose processing raises is not written; it stays pending for the next run and is
 reported in the :class:`StageSummary`. Row-level problems are the stage's business: its
@@ -33,7 +34,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ import pyarrow.parquet as pq
 
 from niclip_ray._docs import fill_doc
 from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.pipelines.tally import TALLY_NAME, Sink, counting_items, file_sink, follow_tally
 from niclip_ray.tables import is_complete_parquet, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -219,8 +221,12 @@ def stage_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_shard(process: ProcessFn, shard_id: int, items: list[dict], out_dir: str | Path) -> dict:
+def run_shard(
+    process: ProcessFn, shard_id: int, items: list[dict], out_dir: str | Path, sink: Sink | None = None
+) -> dict:
     """Process one shard and write it atomically; never raises.
+
+    ``sink`` receives the shard's item counts (:func:`~niclip_ray.pipelines.tally.counting_items`).
 
     Returns
     -------
@@ -228,16 +234,17 @@ def run_shard(process: ProcessFn, shard_id: int, items: list[dict], out_dir: str
         ``shard_id``, ``n_rows``, ``n_failed`` (rows with a non-empty ``error``) and
         ``error`` (empty unless the whole shard failed and was not written).
     """
-    try:
-        table = process(items)
-        if "error" not in table.column_names:
-            raise ValueError("a stage's process function must return an 'error' column")
-        n_failed = int(pc.sum(pc.not_equal(pc.fill_null(table["error"], ""), "")).as_py() or 0)
-        write_parquet_atomic(table, shard_path(out_dir, shard_id))
-        return {"shard_id": shard_id, "n_rows": table.num_rows, "n_failed": n_failed, "error": ""}
-    except Exception as exc:  # the shard stays pending; the summary names it
-        log.debug("shard %d failed:\n%s", shard_id, traceback.format_exc())
-        return {"shard_id": shard_id, "n_rows": 0, "n_failed": 0, "error": f"{type(exc).__name__}: {exc}"}
+    with counting_items(sink, len(items)):
+        try:
+            table = process(items)
+            if "error" not in table.column_names:
+                raise ValueError("a stage's process function must return an 'error' column")
+            n_failed = int(pc.sum(pc.not_equal(pc.fill_null(table["error"], ""), "")).as_py() or 0)
+            write_parquet_atomic(table, shard_path(out_dir, shard_id))
+            return {"shard_id": shard_id, "n_rows": table.num_rows, "n_failed": n_failed, "error": ""}
+        except Exception as exc:  # the shard stays pending; the summary names it
+            log.debug("shard %d failed:\n%s", shard_id, traceback.format_exc())
+            return {"shard_id": shard_id, "n_rows": 0, "n_failed": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def use_assigned_cpus() -> int:
@@ -261,16 +268,20 @@ def use_assigned_cpus() -> int:
 
 
 class ShardWriter:
-    """Ray Data callable class: builds the stage's process function once per actor."""
+    """Ray Data callable class: builds the stage's process function once per actor.
 
-    def __init__(self, factory: Callable[[], ProcessFn], out_dir: str):
+    With ``count_items`` it counts finished items in the stage's tally file for the driver.
+    """
+
+    def __init__(self, factory: Callable[[], ProcessFn], out_dir: str, count_items: bool = False):
         self.process = factory()
         self.threads = use_assigned_cpus()
         self.out_dir = out_dir
+        self.sink = file_sink(Path(out_dir) / TALLY_NAME) if count_items else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [
-            run_shard(self.process, int(sid), json.loads(payload), self.out_dir)
+            run_shard(self.process, int(sid), json.loads(payload), self.out_dir, self.sink)
             for sid, payload in zip(batch["shard_id"], batch["items"])
         ]
         return {k: np.array([r[k] for r in results]) for k in ("shard_id", "n_rows", "n_failed", "error")}
@@ -358,7 +369,7 @@ def run_stage(
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
     gpus_per_actor: float = 0.0,
-    on_shard: Callable[[dict], None] | None = None,
+    on_items: Callable[[int, int], None] | None = None,
     unit: str = "",
     output_key: str | None = None,
     in_process: bool = False,
@@ -387,7 +398,7 @@ def run_stage(
     num_actors, cpus_per_actor, gpus_per_actor
         Actor pool shape (default: one actor per ``cpus_per_actor`` CPUs of the cluster, at
         most one per pending shard); CPUs are shrunk so the pool never holds every CPU.
-    %(on_shard)s
+    %(on_items)s
     unit : str, optional
         What one item is (``maps``), when an item may give several rows: the summary line
         then counts items.
@@ -413,26 +424,54 @@ def run_stage(
         summary = StageSummary(
             stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending), unit=unit, changed=changed
         )
-        if pending:
-            if in_process:
-                results = _run_here(pending, factory, out_dir)
-            else:
-                results = _run_on_ray(pending, factory, out_dir, num_actors, cpus_per_actor, gpus_per_actor)
-            for result in results:
-                if result["error"]:
-                    summary.failed_shards[int(result["shard_id"])] = str(result["error"])
-                if on_shard is not None:
-                    on_shard(result)
+        count = _item_counter(on_items, len(items))
+        if count is not None:
+            count(len(items) - sum(len(shards[row["shard_id"]]) for row in pending))  # finished earlier
+        for result in _run_pending(pending, factory, out_dir, count, in_process,
+                                   num_actors, cpus_per_actor, gpus_per_actor):
+            if result["error"]:
+                summary.failed_shards[int(result["shard_id"])] = str(result["error"])
     summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, output_key or key)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_here(pending: list[dict], factory: Callable[[], ProcessFn], out_dir: Path) -> Iterator[dict]:
+def _item_counter(on_items: Callable[[int, int], None] | None, total: int) -> Sink | None:
+    """``on_items`` as a sink of item counts (zero counts dropped), or None."""
+    if on_items is None:
+        return None
+    return lambda n: on_items(n, total) if n > 0 else None
+
+
+def _run_pending(
+    pending: list[dict],
+    factory: Callable[[], ProcessFn],
+    out_dir: Path,
+    count: Sink | None,
+    in_process: bool,
+    num_actors: int | None,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+) -> Iterator[dict]:
+    """Shard results of ``pending`` as they finish, here or on Ray; item counts go to ``count``."""
+    if not pending:
+        return
+    if in_process:
+        yield from _run_here(pending, factory, out_dir, count)
+        return
+    results = _run_on_ray(pending, factory, out_dir, num_actors, cpus_per_actor, gpus_per_actor,
+                          count_items=count is not None)
+    with follow_tally(out_dir / TALLY_NAME, count) if count is not None else nullcontext():
+        yield from results
+
+
+def _run_here(
+    pending: list[dict], factory: Callable[[], ProcessFn], out_dir: Path, sink: Sink | None
+) -> Iterator[dict]:
     """Shard results of ``pending``, processed in this process by one process function."""
     process = factory()
     for row in pending:
-        yield run_shard(process, int(row["shard_id"]), json.loads(row["items"]), out_dir)
+        yield run_shard(process, int(row["shard_id"]), json.loads(row["items"]), out_dir, sink)
 
 
 def _run_on_ray(
@@ -442,6 +481,7 @@ def _run_on_ray(
     num_actors: int | None,
     cpus_per_actor: float,
     gpus_per_actor: float,
+    count_items: bool,
 ) -> Iterator[dict]:
     """Shard results of ``pending``, processed by an actor pool on the current Ray, as they finish."""
     import ray.data
@@ -453,7 +493,7 @@ def _run_on_ray(
         cpus = min(cpus, 1.0)
     ds = ray.data.from_items(pending).map_batches(
         ShardWriter,
-        fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir)},
+        fn_constructor_kwargs={"factory": factory, "out_dir": str(out_dir), "count_items": count_items},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=n_actors),
         num_cpus=cpus,

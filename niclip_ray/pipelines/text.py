@@ -37,6 +37,7 @@ from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, read_manifest, run_stage
+from niclip_ray.pipelines.tally import items_done
 from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
@@ -74,7 +75,7 @@ def process_texts(items: list[dict], embedder: TextEmbedder, section: str) -> pa
         The stage's columns, one row per item, in item order.
     """
     todo = [i for i, item in enumerate(items) if not item.get("input_error")]
-    result = embedder.embed([items[i]["text"] for i in todo])
+    result = embedder.embed([items[i]["text"] for i in todo], on_done=items_done)
     vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
     n_tokens = np.zeros(len(items), dtype=np.int64)
     errors = [item.get("input_error", "") for item in items]
@@ -172,7 +173,7 @@ def run(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     num_actors: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
-    on_shard: Callable[[dict], None] | None = None,
+    on_items: Callable[[int, int], None] | None = None,
 ) -> StageSummary:
     """Embed one text section of every study of a corpus on the current Ray.
 
@@ -198,7 +199,7 @@ def run(
     num_actors : int, optional
         Actors (default: one per GPU, else one CPU actor).
     %(shard_size)s
-    %(on_shard)s
+    %(on_items)s
     """
     for param, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
         if value < 1:
@@ -219,7 +220,7 @@ def run(
         num_actors=shape.num_actors,
         cpus_per_actor=shape.cpus_per_actor,
         gpus_per_actor=shape.gpus_per_actor,
-        on_shard=on_shard,
+        on_items=on_items,
     )
 
 

@@ -7,10 +7,11 @@ the driver follows ``runs/fold-K/metrics.jsonl`` instead and advances a progress
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from niclip_ray.polling import polling
 
 
 def _epoch_note(row: dict) -> str:
@@ -27,7 +28,6 @@ def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[Non
     own output goes to the log files, not the console.
     """
     seen: dict[Path, int] = {}
-    stop = threading.Event()
 
     def poll() -> None:
         for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
@@ -39,15 +39,5 @@ def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[Non
                 seen[path] = seen.get(path, 0) + 1
                 progress.advance(1, _epoch_note(row))
 
-    def follow() -> None:
-        while not stop.wait(poll_s):
-            poll()
-
-    thread = threading.Thread(target=follow, name="epoch-progress", daemon=True)
-    thread.start()
-    try:
+    with polling(poll, poll_s, "epoch-progress"):
         yield
-    finally:
-        stop.set()
-        thread.join()
-        poll()

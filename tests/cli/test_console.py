@@ -36,3 +36,21 @@ def test_training_progress_follows_the_epoch_rows(tmp_path):
     lines = buffer.getvalue().splitlines()
     assert lines == ["train: 1/4 epochs (fold 0, val loss 2.0000, val recall@10 0.000)",
                      "train: 2/4 epochs (fold 0, val loss 1.0000, val recall@10 0.250)"]
+
+
+def test_plain_stage_progress_is_throttled_but_always_shows_the_end():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False)
+    with ItemProgress("images", 0, "studies", console=console, every_s=60) as progress:
+        for _ in range(10):
+            progress.on_items(1, 10)  # the stage tells the total with each count
+    assert buffer.getvalue() == "images: 1/10 studies\nimages: 10/10 studies\n"
+
+
+def test_terminal_progress_bar_learns_the_total_from_the_stage():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    with ItemProgress("images", 0, "studies", console=console) as progress:
+        progress.on_items(4, 6)
+        progress.on_items(2, 6)
+    assert progress.done == 6 and "6/6" in buffer.getvalue()

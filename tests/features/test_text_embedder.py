@@ -304,3 +304,14 @@ def test_bad_settings_name_their_parameter():
         with pytest.raises(ParameterError) as caught:
             call()
         assert caught.value.param == param
+
+
+def test_texts_are_counted_done_once_all_their_windows_are(causal_dir):
+    embedder = TextEmbedder(str(causal_dir), max_length=4, batch_size=2, max_tokens=40)
+    texts = [words(14), "", words(3), words(9, 2)]  # 4, 0 (error), 1 and 3 windows
+    counts: list[int] = []
+    embedder.embed(texts, on_done=counts.append)
+    assert sum(counts) == len(texts)
+    assert counts[0] == 1  # the empty text, before any forward pass
+    # 8 windows in batches of 2, longest first: no text is done before its last window
+    assert len([c for c in counts[1:] if c]) >= 2

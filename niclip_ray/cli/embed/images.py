@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from niclip_ray.atlas.difumo import load_atlas
-from niclip_ray.cli.console import err, fail_if_any_failed, report_failures, report_stage, shard_progress
+from niclip_ray.cli.console import PLAIN_EVERY_S, ItemProgress, err, fail_if_any_failed, report_failures, report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, FailOnErrorOpt, StageOutOpt, StudyShardOpt
 from niclip_ray.pipelines import images as images_stage
@@ -41,7 +41,8 @@ def images(
             "point --atlas-dir at a nilearn DiFuMo cache for the real atlas",
             markup=False,
         )
-    with ray_session(opts.ray_options()):
+    with ray_session(opts.ray_options()), ItemProgress("images", 0, "studies", quiet=opts.quiet,
+                                                       every_s=PLAIN_EVERY_S) as progress:
         summary = images_stage.run(
             corpus,
             out_dir,
@@ -50,7 +51,7 @@ def images(
             shard_size=shard_size,
             num_actors=num_actors,
             allow_standin=standin,
-            on_shard=shard_progress("studies", quiet=opts.quiet),
+            on_items=progress.on_items,
         )
     report_stage(summary, quiet=opts.quiet)
     report_failures(summary, out_dir, "studies")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.cli.console import fail_if_any_failed, report_failures, report_stage, shard_progress
+from niclip_ray.cli.console import PLAIN_EVERY_S, ItemProgress, fail_if_any_failed, report_failures, report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import (
     BaseModelOpt,
@@ -49,7 +49,8 @@ def text(
     """
     opts = options(ctx)
 
-    with ray_session(opts.ray_options()):
+    with ray_session(opts.ray_options()), ItemProgress("text", 0, "studies", quiet=opts.quiet,
+                                                       every_s=PLAIN_EVERY_S) as progress:
         summary = text_stage.run(
             corpus,
             out_dir,
@@ -62,7 +63,7 @@ def text(
             max_tokens=max_tokens,
             num_actors=num_actors,
             shard_size=shard_size,
-            on_shard=shard_progress("studies", quiet=opts.quiet),
+            on_items=progress.on_items,
         )
     report_stage(summary, quiet=opts.quiet)
     report_failures(summary, out_dir, "studies")
