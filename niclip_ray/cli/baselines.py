@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.baselines.run import BASELINES, read_lines, read_vocabulary, run_baselines
 from niclip_ray.cli.console import err, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import parse_named_paths
+
+#: The baselines by name, as ``niclip_ray.baselines.run.BASELINES`` holds them; written out
+#: so that the CLI starts without importing NiMARE and scikit-learn.
+METHODS = ("neurosynth", "gclda")
 
 app = typer.Typer(help="NiMARE baselines (Neurosynth-style correlation decoder, GC-LDA).", no_args_is_help=True)
 
@@ -31,7 +34,7 @@ def run(
     maps: Annotated[list[str], typer.Option("--map", help="Map to decode, as PATH or ID=PATH; repeat.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for decode/part-00000.parquet.")],
     method: Annotated[
-        list[str] | None, typer.Option(help=f"Baseline to run ({', '.join(BASELINES)}); repeat. Default: all.")
+        list[str] | None, typer.Option(help=f"Baseline to run ({', '.join(METHODS)}); repeat. Default: all.")
     ] = None,
     section: Annotated[str, typer.Option(help="Text section for term counts: abstract, body or all.")] = "abstract",
     frequency_threshold: Annotated[float, typer.Option(help="Neurosynth: min tf-idf of a mentioning study.")] = 0.001,
@@ -45,6 +48,8 @@ def run(
     Example: niclip-ray baselines run --corpus work/corpus --train-ids train.txt
     --vocabulary vocabulary.txt --map wm=wm.nii.gz --out work/baselines
     """
+    from niclip_ray.baselines.run import read_lines, read_vocabulary, run_baselines
+
     params = {
         "neurosynth": {"section": section, "frequency_threshold": frequency_threshold},
         "gclda": {"section": section, "n_topics": gclda_topics, "n_regions": gclda_regions, "n_iters": gclda_iters,
@@ -56,7 +61,7 @@ def run(
         read_vocabulary(vocabulary),
         parse_maps(maps),
         out_dir,
-        methods=method or list(BASELINES),
+        methods=method or list(METHODS),
         params=params,
     )
     quiet = options(ctx).quiet

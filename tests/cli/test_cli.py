@@ -113,3 +113,16 @@ def test_parameter_errors_show_the_flag_a_user_types():
     assert flag_for("n_folds") == "--folds"
     assert user_message(ParameterError("shard_size", "must be at least 1, got 0")) == "--shard-size must be at least 1, got 0"
     assert str(ParameterError("shard_size", "must be at least 1, got 0")) == "shard_size must be at least 1, got 0"
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    code = "import sys, niclip_ray.cli.main; print(sorted({'sklearn', 'nimare', 'ray', 'torch'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_baseline_names_of_the_cli_are_those_of_the_library():
+    from niclip_ray.baselines.run import BASELINES
+    from niclip_ray.cli.baselines import METHODS
+
+    assert tuple(BASELINES) == METHODS

@@ -136,7 +136,7 @@ def test_full_term_tables_hubness_intro_and_links(tmp_path, facts):
     assert 'A motor map · <a href="https://neurovault.org/images/10426/">NeuroVault</a>' in page
     assert '<td data-sort="0.0004">&lt; 0.001</td>' in page  # p-values as p < 0.001, sorted by the value
     full = page.split("<details>")[1]
-    assert "<th>probability</th><th>raw score</th>" in full
+    assert "<th tabindex=\"0\">probability</th><th tabindex=\"0\">raw score</th>" in full
     assert '<td data-sort="0.7">0.7</td><td data-sort="5.0">5</td>' in full
     assert "Term hubness" in page
     assert format_p(0.0123) == "0.012" and format_p(float("nan")) == "-"
@@ -182,7 +182,7 @@ def test_top_tables_have_probability_and_score_apart_and_map_captions(report):
     page = report[0].read_text()
     motor = page.split("<h3>motor</h3>")[1].split("<h3>")[0]
     top = motor.split("<h4>task · niclip</h4>")[1].split("</table>")[0]
-    assert "<th>rank</th><th>term</th><th>probability</th><th>raw score</th>" in top
+    assert "".join(f"<th tabindex=\"0\">{h}</th>" for h in ("rank", "term", "probability", "raw score")) in top
     assert '<td data-sort="0.7">0.7</td><td data-sort="5.0">5</td>' in top
     gclda = motor.split("<h4>task · gclda</h4>")[1].split("</table>")[0]
     assert '<td class="missing">-</td><td data-sort="5.0">5</td>' in gclda  # GC-LDA gives no probability

@@ -54,3 +54,21 @@ def test_a_header_click_sorts_numbers_text_and_missing_last(tmp_path, browser):
     assert column(0) == ["Alpha", "beta", "delta", "gamma"] and headers[1].get_attribute("aria-sort") is None
     headers[0].click()
     assert column(0) == ["gamma", "delta", "beta", "Alpha"]
+
+
+def test_a_focused_header_sorts_on_enter_and_space(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    table = pd.DataFrame({"term": ["beta", "alpha", "gamma"], "value": [2.0, 3.0, 1.0]})
+    metrics = pd.DataFrame({"backend": ["niclip"], "level": ["task"], "k": [4], "mean_hit_at_k": [0.5]})
+    path = write_report(tmp_path, maps={}, predictions=pd.DataFrame(columns=["map_id", "level", "rank", "term"]),
+                        metrics=metrics, curves=None, methods="", tables={"Terms": table})
+    browser.get(path.as_uri())
+    shown = browser.find_elements(By.CSS_SELECTOR, "table.sortable")[-1]
+    header = shown.find_elements(By.TAG_NAME, "th")[1]
+    rows = lambda: [r.find_elements(By.TAG_NAME, "td")[0].text for r in shown.find_elements(By.CSS_SELECTOR, "tbody tr")]  # noqa: E731
+    header.send_keys(Keys.ENTER)
+    assert rows() == ["gamma", "beta", "alpha"] and header.get_attribute("aria-sort") == "ascending"
+    header.send_keys(Keys.SPACE)
+    assert rows() == ["alpha", "beta", "gamma"] and header.get_attribute("aria-sort") == "descending"
