@@ -38,8 +38,10 @@ from niclip_ray.features.study_maps import write_study_maps
 SOURCE = "nimare:nback_vs_flanker"
 MOTOR_MAP_ID = "motor-neurovault-10426"
 MOTOR_MAP_URL = "https://neurovault.org/images/10426/"
-#: A study's record in NeuroStore's API. The shipped studyset is an export of a NeuroStore
-#: release, so its study ids are NeuroStore study ids.
+#: A study's record in NeuroStore's API (JSON). The shipped studyset is an export of a
+#: NeuroStore release, so its study ids are NeuroStore study ids; NeuroStore's web pages are
+#: addressed by base-study ids, which the export does not carry.
+NEUROSTORE_LINK = "NeuroStore record (JSON)"
 NEUROSTORE_STUDY_URL = "https://neurostore.org/api/studies/{}"
 #: The sentence the report opens with.
 INTRO = (
@@ -134,17 +136,18 @@ def stage_atlas(settings: DemoSettings, say: Say) -> Path:
 
 
 def _map_titles(studies: pd.DataFrame, map_ids: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Titles of the shown maps and their links: NeuroStore and PubMed (with a pmid) for a study, NeuroVault."""
+    """Titles of the shown maps and their links: PubMed (with a pmid) and NeuroStore for a study, NeuroVault."""
     titles = {MOTOR_MAP_ID: "Motor activation map (NeuroVault image 10426, nilearn's sample)"}
     links = {MOTOR_MAP_ID: {"NeuroVault": MOTOR_MAP_URL}}
     for map_id in map_ids:
         study = map_id.removeprefix("study-")
         if study in studies.index:
             titles[map_id] = str(studies.at[study, "title"] or study)
-            links[map_id] = {"NeuroStore": NEUROSTORE_STUDY_URL.format(study)}
             pmid = studies.at[study, "pmid"]
+            links[map_id] = {}
             if pd.notna(pmid) and str(pmid).strip():
                 links[map_id]["PubMed"] = f"https://pubmed.ncbi.nlm.nih.gov/{str(pmid).strip()}/"
+            links[map_id][NEUROSTORE_LINK] = NEUROSTORE_STUDY_URL.format(study)
     return titles, links
 
 

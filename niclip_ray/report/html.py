@@ -231,7 +231,7 @@ def write_report(
     map_titles : mapping of map id to str, optional
         A title shown under a map's heading.
     map_links : mapping of map id to mapping of label to URL, optional
-        Links shown after a map's title (``{"PubMed": ..., "NeuroStore": ...}``).
+        Links shown after a map's title, e.g. ``{"PubMed": ..., "NeuroStore record (JSON)": ...}``.
     hubness_k : int, optional
         Add the :func:`term_hubness` table of the task level at this cut-off.
     metrics_note, table_notes : str, mapping of heading to str, optional

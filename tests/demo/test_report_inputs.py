@@ -10,9 +10,11 @@ def test_study_maps_link_to_neurostore_and_pubmed_where_a_pmid_exists():
                            index=pd.Index(["25uKFzHufiGk", "2DMUS9MeRxqW"], name="study_id"))
     titles, links = _map_titles(studies, ["study-25uKFzHufiGk", "study-2DMUS9MeRxqW", "study-unknown"])
     assert titles["study-25uKFzHufiGk"] == "An n-back study" and titles["study-2DMUS9MeRxqW"] == "2DMUS9MeRxqW"
-    assert links["study-25uKFzHufiGk"] == {"NeuroStore": "https://neurostore.org/api/studies/25uKFzHufiGk",
-                                           "PubMed": "https://pubmed.ncbi.nlm.nih.gov/12345/"}
-    assert links["study-2DMUS9MeRxqW"] == {"NeuroStore": "https://neurostore.org/api/studies/2DMUS9MeRxqW"}
+    record = "NeuroStore record (JSON)"
+    assert list(links["study-25uKFzHufiGk"].items()) == [  # the web page first
+        ("PubMed", "https://pubmed.ncbi.nlm.nih.gov/12345/"),
+        (record, "https://neurostore.org/api/studies/25uKFzHufiGk")]
+    assert links["study-2DMUS9MeRxqW"] == {record: "https://neurostore.org/api/studies/2DMUS9MeRxqW"}
     assert "study-unknown" not in links
     assert links[MOTOR_MAP_ID] == {"NeuroVault": "https://neurovault.org/images/10426/"}
 
