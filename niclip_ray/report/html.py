@@ -40,7 +40,10 @@ TOP_COLUMNS = {"rank": "rank", "term": "term", "prob": "probability", "score": "
 TERM_COLUMNS = {"rank": "rank", "term_id": "term id", "term": "term", "prob": "probability", "score": "raw score",
                 "similarity": "cosine similarity"}
 #: Cognitive Atlas id forms per level (tasks have old ``trm_`` and new ``tsk_`` ids, concepts ``trm_``).
-_COGNITIVE_ATLAS_IDS = {"task": re.compile(r"(?:trm|tsk)_[0-9A-Za-z]+"), "concept": re.compile(r"trm_[0-9A-Za-z]+")}
+_COGNITIVE_ATLAS_IDS = {"task": re.compile(r"(?:trm|tsk)_[0-9A-Za-z]+"), "concept": re.compile(r"trm_[0-9A-Za-z]+"),
+                        "domain": re.compile(r"ctp_C[0-9]+")}
+#: Cognitive Atlas has no page per concept class (domain); this one lists each class and its concepts.
+_COGNITIVE_ATLAS_DOMAINS = "https://www.cognitiveatlas.org/concepts/categories/all"
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("niclip_ray.report", "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -80,13 +83,16 @@ def _cell(value: object, column: str = "") -> dict:
 
 
 def cognitive_atlas_url(term_id: object, level: str) -> str | None:
-    """The Cognitive Atlas page of a task (``trm_*``, ``tsk_*``) or concept (``trm_*``) id, else None.
+    """The Cognitive Atlas page of a task (``trm_*``, ``tsk_*``), concept (``trm_*``) or domain (``ctp_C*``) id.
 
-    Local ids (the built-in ontology's ``niclip_tsk_*``), domains and other levels get no page.
+    A domain (concept class) links to the page listing the classes. Local ids (the built-in
+    ontology's ``niclip_tsk_*``) and other levels get None.
     """
     pattern = _COGNITIVE_ATLAS_IDS.get(level)
     if pattern is None or not isinstance(term_id, str) or not pattern.fullmatch(term_id):
         return None
+    if level == "domain":
+        return _COGNITIVE_ATLAS_DOMAINS
     return f"https://www.cognitiveatlas.org/{level}/id/{term_id}/"
 
 

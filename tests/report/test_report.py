@@ -196,8 +196,9 @@ def test_cognitive_atlas_ids_are_linked(tmp_path, facts):
     assert cognitive_atlas_url("tsk_4a57abb949a4f", "task") == "https://www.cognitiveatlas.org/task/id/tsk_4a57abb949a4f/"
     assert cognitive_atlas_url("trm_4a3fd79d0b5a7", "concept") == (
         "https://www.cognitiveatlas.org/concept/id/trm_4a3fd79d0b5a7/")
+    assert cognitive_atlas_url("ctp_C10", "domain") == "https://www.cognitiveatlas.org/concepts/categories/all"
     for term_id, level in (("niclip_tsk_n_back_task", "task"), ("tsk_4a57abb949a4f", "concept"),
-                           ("ctp_C1", "domain"), (None, "task"), ("trm_4f24126c22011 x", "task")):
+                           ("ctp_C1", "task"), ("domain_x", "domain"), (None, "task"), ("trm_4f24126c22011 x", "task")):
         assert cognitive_atlas_url(term_id, level) is None
 
     predictions = _predictions().iloc[:2].assign(term_id=["trm_4f24126c22011", "niclip_tsk_finger_tapping"])
