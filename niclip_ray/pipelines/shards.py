@@ -424,9 +424,10 @@ def run_stage(
         summary = StageSummary(
             stage, out_dir, n_shards=len(shards), n_skipped=len(shards) - len(pending), unit=unit, changed=changed
         )
-        count = _item_counter(on_items, len(items))
-        if count is not None:
-            count(len(items) - sum(len(shards[row["shard_id"]]) for row in pending))  # finished earlier
+        count = None if on_items is None else (lambda n: on_items(n, len(items)))
+        done_earlier = len(items) - sum(len(shards[row["shard_id"]]) for row in pending)
+        if count is not None and done_earlier:
+            count(done_earlier)
         for result in _run_pending(pending, factory, out_dir, count, in_process,
                                    num_actors, cpus_per_actor, gpus_per_actor):
             if result["error"]:
@@ -434,13 +435,6 @@ def run_stage(
     summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, output_key or key)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _item_counter(on_items: Callable[[int, int], None] | None, total: int) -> Sink | None:
-    """``on_items`` as a sink of item counts (zero counts dropped), or None."""
-    if on_items is None:
-        return None
-    return lambda n: on_items(n, total) if n > 0 else None
 
 
 def _run_pending(
