@@ -88,3 +88,40 @@ def tiny_bert_factory(tmp_path_factory):
         return built[max_positions]
 
     return build
+
+
+#: Folder of the full-scale real data (``nimare/neurosynth``, ``nimare/neuroquery``,
+#: ``cognitive_atlas``); ``.ci/run`` sets it when ``../shared/data`` exists.
+REAL_DATA_ENV = "NICLIP_REAL_DATA"
+REAL_DATA_FILES = (
+    "nimare/neurosynth/data-neurosynth_version-7_coordinates.tsv.gz",
+    "nimare/neurosynth/data-neurosynth_version-7_metadata.tsv.gz",
+    "nimare/neuroquery/data-neuroquery_version-1_coordinates.tsv.gz",
+    "nimare/neuroquery/data-neuroquery_version-1_metadata.tsv.gz",
+    "nimare/neuroquery/data-neuroquery_version-1_vocab-neuroquery7547_vocabulary.txt",
+    "nimare/neuroquery/data-neuroquery_version-1_vocab-neuroquery7547_source-abstract_type-count_features.npz",
+    "cognitive_atlas/TaskCollection.json",
+    "cognitive_atlas/ConceptCollection.json",
+    "cognitive_atlas/ConceptClassCollection.json",
+    "cognitive_atlas/AssertionCollection.json",
+    "cognitive_atlas/ContrastCollection.json",
+)
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """The real-data folder named by ``$NICLIP_REAL_DATA`` (read-only: copy before writing).
+
+    Skips when the variable is unset or names no folder (a user's clone); fails when the
+    folder exists but a file the tests read is missing.
+    """
+    from pathlib import Path
+
+    value = os.environ.get(REAL_DATA_ENV, "")
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"${REAL_DATA_ENV} names no folder of real data (Neurosynth, NeuroQuery, Cognitive Atlas)")
+    root = Path(value)
+    missing = [name for name in REAL_DATA_FILES if not (root / name).is_file()]
+    if missing:
+        pytest.fail(f"${REAL_DATA_ENV}={root} lacks {', '.join(missing)}")
+    return root

@@ -29,7 +29,8 @@ def own_term_first(
         Decode-contract rows (``map_id, level, rank, term``), one backend.
     labels : mapping
         Map id -> kind (a key of ``terms``).
-    terms : mapping of two kinds to their term
+    terms : mapping of two kinds to their term, or to a family of terms
+        A family's rank is its best member's (the n-back family: every n-back task).
     level : str
         Prediction level the terms belong to.
 
@@ -41,15 +42,18 @@ def own_term_first(
     if len(terms) != 2:
         raise InputError(f"a known-answer check compares two kinds, got {sorted(terms)}")
     kinds = list(terms)
-    rows = predictions[(predictions["level"] == level) & predictions["term"].isin(terms.values())]
-    ranks = rows.pivot_table(index="map_id", columns="term", values="rank", aggfunc="min")
+    family = {kind: [value] if isinstance(value, str) else list(value) for kind, value in terms.items()}
+    member_of = {term: kind for kind, members in family.items() for term in members}
+    rows = predictions[(predictions["level"] == level) & predictions["term"].isin(member_of)]
+    ranks = rows.assign(kind=rows["term"].map(member_of)).pivot_table(
+        index="map_id", columns="kind", values="rank", aggfunc="min")
     out = []
     for map_id, label in labels.items():
         if label not in terms:
             raise InputError(f"map {map_id}: label {label!r} is not one of {kinds}")
         other = kinds[1 - kinds.index(label)]
-        own_rank = ranks.at[map_id, terms[label]] if map_id in ranks.index else np.inf
-        other_rank = ranks.at[map_id, terms[other]] if map_id in ranks.index else np.inf
+        own_rank = ranks.at[map_id, label] if map_id in ranks.index and label in ranks else np.inf
+        other_rank = ranks.at[map_id, other] if map_id in ranks.index and other in ranks else np.inf
         own_rank, other_rank = (np.inf if pd.isna(r) else float(r) for r in (own_rank, other_rank))
         out.append((map_id, label, own_rank, other_rank, bool(own_rank < other_rank)))
     return pd.DataFrame(out, columns=["map_id", "label", "own_rank", "other_rank", "own_first"])
