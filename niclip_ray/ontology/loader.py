@@ -1,4 +1,4 @@
-"""One entry point for every ontology source: the shipped subset, a native dir, reference files."""
+"""One entry point for every ontology source: the shipped subset, a native dir, reference or export files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from niclip_ray.errors import InputError
 from niclip_ray.ontology.api import ONLINE, fetch_snapshot
 from niclip_ray.ontology.core import Ontology, is_native, read_native
+from niclip_ray.ontology.export import is_export_dir, read_export_dir
 from niclip_ray.ontology.reference import is_reference_dir, read_reference_dir
 
 BUILTIN = "builtin"
@@ -34,12 +35,14 @@ def load_ontology(source: str | Path = BUILTIN, reduced: bool = True, cache_dir:
         concepts and the 10 domains; definitions written for this project). A directory
         in the native layout (e.g. a bundle's ``ontology/``), or the reference's
         ``cognitive_atlas`` directory (``task_snapshot-*.json``,
-        ``concept_extended_snapshot-*.json``, ``reduced_tasks.csv``, ...). ``"online"``: the
+        ``concept_extended_snapshot-*.json``, ``reduced_tasks.csv``, ...), or the Cognitive
+        Atlas JSON export (``TaskCollection.json``, ``ConceptCollection.json``, ...; see
+        :mod:`niclip_ray.ontology.export`). ``"online"``: the
         live Cognitive Atlas API, snapshotted once into ``cache_dir`` (the reduced set also
         needs the reference's ``reduced_tasks.csv`` copied there).
     reduced : bool
-        For reference directories: the reduced task set (default) or the full one.
-        Native directories are read as they are.
+        For reference and export directories: the reduced task set (default) or the full
+        one (``reduced=False``). Native directories are read as they are.
     cache_dir : path, optional
         Snapshot cache for ``"online"`` (default: :func:`default_cache_dir`).
 
@@ -63,7 +66,10 @@ def load_ontology(source: str | Path = BUILTIN, reduced: bool = True, cache_dir:
         return read_native(directory)
     if is_reference_dir(directory):
         return read_reference_dir(directory, reduced=reduced)
+    if is_export_dir(directory):
+        return read_export_dir(directory, reduced=reduced)
     raise InputError(
         f"{directory} holds no ontology: expected meta.json + tasks.csv (niclip layout) or "
-        "task_snapshot-*.json + concept_extended_snapshot-*.json (reference layout)"
+        "task_snapshot-*.json + concept_extended_snapshot-*.json (reference layout) or "
+        "TaskCollection.json + ConceptCollection.json (Cognitive Atlas JSON export)"
     )
