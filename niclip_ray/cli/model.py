@@ -76,13 +76,15 @@ def attach_vocabulary(
     ontology: Annotated[
         str | None, typer.Option("--ontology", help="Ontology directory or 'builtin' (task order = vocabulary order).")
     ] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="The full task set of a reference or export directory (as 'vocab build --full').")] = False,
 ) -> None:
     """Add or replace a bundle's vocabulary (and ontology snapshot); checksums are rewritten."""
     from niclip_ray.model.bundle import attach_vocabulary as attach
     from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.ontology import load_ontology
 
-    updated = attach(bundle, read_vocabulary(vocabulary), load_ontology(ontology) if ontology else None)
+    updated = attach(bundle, read_vocabulary(vocabulary), load_ontology(ontology, reduced=not full) if ontology else None)
     say(f"bundle {updated.path}: vocabulary of {len(updated.vocabulary)} terms attached", quiet=options(ctx).quiet)
 
 

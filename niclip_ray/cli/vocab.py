@@ -40,7 +40,7 @@ def build(
     ],
     out_path: Annotated[Path, typer.Option("--out", help="Output vocabulary.parquet.")],
     ontology: Annotated[str, typer.Option(help="'builtin' or an ontology directory.")] = "builtin",
-    full: Annotated[bool, typer.Option("--full", help="Full task set of a reference directory (default: reduced).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Full task set of a reference or export directory (default: reduced).")] = False,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="combined = alpha*names + (1-alpha)*definitions.")] = 0.5,
     prior_scale: Annotated[float, typer.Option(help="Scale of the cosines in the prior's softmax.")] = 10.0,
     prior_from: Annotated[str, typer.Option(help="Task embedding used by the prior: combined, names, definitions.")] = "combined",

@@ -76,3 +76,21 @@ def test_attach_vocabulary(tmp_path, capsys):
     write_vocabulary(toy_vocabulary(names, text_dim=5), tmp_path / "narrow.parquet")
     assert run(["model", "attach-vocabulary", str(path), "--vocabulary", str(tmp_path / "narrow.parquet")]) == 1
     assert "5-d but the text head takes 12-d" in capsys.readouterr().err
+
+
+def test_attach_vocabulary_full_set_of_an_export(tmp_path, capsys):
+    from tests.ontology.test_export import write_export
+
+    export = tmp_path / "export"
+    export.mkdir()
+    write_export(export)
+    path = save_bundle(tmp_path / "b", toy_state_dict(12, 8), {})
+    names = load_ontology(export, reduced=False).task_names
+    assert len(names) > len(load_ontology(export, reduced=True).task_names)
+    write_vocabulary(toy_vocabulary(names, text_dim=12), tmp_path / "vocabulary.parquet")
+    argv = ["model", "attach-vocabulary", str(path), "--vocabulary", str(tmp_path / "vocabulary.parquet"),
+            "--ontology", str(export)]
+    assert run(argv) == 1  # the reduced set (the default) does not match a full vocabulary's order
+    capsys.readouterr()
+    assert run([*argv, "--full"]) == 0, capsys.readouterr().err
+    assert load_bundle(path).ontology.task_names == names
