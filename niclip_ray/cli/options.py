@@ -15,7 +15,9 @@ AtlasDirOpt = Annotated[
     Path | None, typer.Option("--atlas-dir", help="nilearn data directory holding difumo_atlases/ (real or stand-in).")
 ]
 DimOpt = Annotated[int, typer.Option("--dim", help="DiFuMo components.")]
-SectionOpt = Annotated[str, typer.Option(help="Text section: abstract or body.")]
+SectionOpt = Annotated[
+    str, typer.Option(help="Text section: abstract, body, title, keywords or title+keywords (title and top keywords).")
+]
 StudyShardOpt = Annotated[int, typer.Option("--shard-size", min=1, help="Studies per part file.")]
 def _top_k(value: str | int) -> int | None:
     if str(value).strip().lower() == "all":

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from niclip_ray.corpus import neurostore, nimare_sources, pubget
-from niclip_ray.corpus.schema import Corpus, RawCorpus, validate
-from niclip_ray.errors import InputError
+from niclip_ray.corpus import literature, neurostore, nimare_sources, pubget
+from niclip_ray.corpus.schema import TEXT_COLUMNS, Corpus, RawCorpus, validate
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.tables import read_parquet_checked, write_parquet_atomic
 
 FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "errors": "errors.parquet"}
@@ -20,13 +20,25 @@ FILES = {"studies": "studies.parquet", "coordinates": "coordinates.parquet", "er
 RAW_TEXT_SECTIONS = ("abstract", "body")
 
 
-def read_source(source: str, allow_pickle: bool = False) -> RawCorpus:
+def read_source(source: str, allow_pickle: bool = False, data_dir: str | Path | None = None) -> RawCorpus:
     """Read any supported SOURCE into a :class:`RawCorpus`.
 
-    SOURCE is ``nimare:NAME`` (data shipped with nimare), a NiMARE Studyset directory, a
-    NiMARE Dataset ``.json`` (or ``.pkl``/``.pkl.gz`` with ``allow_pickle``), a pubget
-    output directory, or a NeuroStore-style tree.
+    SOURCE is ``neurosynth``, ``neuroquery`` or ``neurosynth+neuroquery`` (the files NiMARE's
+    fetchers keep in ``data_dir``, default NiMARE's data directory; see
+    :mod:`niclip_ray.corpus.literature`), ``nimare:NAME`` (data shipped with nimare), a
+    NiMARE Studyset directory, a NiMARE Dataset ``.json`` (or ``.pkl``/``.pkl.gz`` with
+    ``allow_pickle``), a pubget output directory, or a NeuroStore-style tree (a directory
+    named like the first three is reached as ``./neurosynth``).
+
+    Raises
+    ------
+    ParameterError
+        When ``data_dir`` is given with a SOURCE that does not read it.
     """
+    if source in literature.READERS:
+        return literature.READERS[source](data_dir)
+    if data_dir is not None:
+        raise ParameterError("data_dir", f"applies only to SOURCE {', '.join(literature.READERS)}, not {source}")
     if source.startswith("nimare:"):
         path = nimare_sources.shipped_path(source.split(":", 1)[1])
     else:
@@ -66,11 +78,13 @@ class IngestSummary:
     n_errors: int
     n_with_abstract: int
     n_with_body: int
+    n_with_keywords: int
 
     def line(self) -> str:
+        keywords = f", {self.n_with_keywords} with keywords" if self.n_with_keywords else ""
         return (
-            f"corpus: {self.n_studies} studies ({self.n_with_abstract} with abstract, {self.n_with_body} with body), "
-            f"{self.n_peaks} peaks, {self.n_errors} problems -> {self.out_dir}"
+            f"corpus: {self.n_studies} studies ({self.n_with_abstract} with abstract, {self.n_with_body} with body"
+            f"{keywords}), {self.n_peaks} peaks, {self.n_errors} problems -> {self.out_dir}"
         )
 
 
@@ -88,13 +102,18 @@ def write_corpus(corpus: Corpus, out_dir: str | Path, source: str) -> IngestSumm
         n_errors=len(corpus.errors),
         n_with_abstract=int((corpus.studies["abstract"] != "").sum()),
         n_with_body=int((corpus.studies["body"] != "").sum()),
+        n_with_keywords=int((corpus.studies["keywords"] != "").sum()),
     )
     (out_dir / "corpus.json").write_text(json.dumps({"source": source, **_counts(summary)}, indent=2))
     return summary
 
 
-def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tuple[Corpus, IngestSummary]:
+def ingest(
+    source: str, out_dir: str | Path, allow_pickle: bool = False, data_dir: str | Path | None = None
+) -> tuple[Corpus, IngestSummary]:
     """Read SOURCE, validate it, and write ``studies``, ``coordinates`` and ``errors`` Parquet.
+
+    ``allow_pickle`` and ``data_dir`` are passed to :func:`read_source`.
 
     Raises
     ------
@@ -102,7 +121,7 @@ def ingest(source: str, out_dir: str | Path, allow_pickle: bool = False) -> tupl
         When SOURCE cannot be read, or no study is valid (the tables are written first, so
         ``errors.parquet`` lists why).
     """
-    corpus = validate(read_source(source, allow_pickle))
+    corpus = validate(read_source(source, allow_pickle, data_dir))
     summary = write_corpus(corpus, out_dir, source)
     if summary.n_studies == 0:
         counts = corpus.errors["problem"].value_counts()
@@ -118,6 +137,9 @@ def _counts(summary: IngestSummary) -> dict:
 
 def load_corpus(corpus_dir: str | Path, require_studies: bool = True) -> Corpus:
     """Load a corpus directory written by :func:`ingest`.
+
+    A string column of ``studies`` that an older corpus lacks (``doi``, ``keywords``,
+    ``peaks_from``) is filled with "".
 
     Raises
     ------
@@ -135,6 +157,9 @@ def load_corpus(corpus_dir: str | Path, require_studies: bool = True) -> Corpus:
         read_parquet_checked(corpus_dir / FILES["coordinates"]).to_pandas(),
         read_parquet_checked(errors_path).to_pandas() if errors_path.is_file() else pd.DataFrame(),
     )
+    for column in TEXT_COLUMNS:
+        if column not in corpus.studies:
+            corpus.studies[column] = ""
     if require_studies and len(corpus.studies) == 0:
         raise InputError(f"corpus {corpus_dir} holds no study ({len(corpus.errors)} problems listed in {errors_path})")
     return corpus

@@ -3,11 +3,17 @@
 Readers return a :class:`RawCorpus` (loose pandas frames plus the problems they met);
 :func:`validate` turns it into the contract tables:
 
-``studies``      study_id, pmid, title, abstract, body, source, label, n_analyses, n_peaks
+``studies``      study_id, pmid, doi, title, abstract, body, keywords, source, peaks_from,
+                 label, n_analyses, n_peaks
 ``coordinates``  study_id, analysis_id, x, y, z (MNI mm, float32), space_in
 ``errors``       study_id, problem, detail, source
 
-A study needs some text (abstract or body) and at least one valid peak; otherwise it is
+``keywords`` is a study's keyword document (terms joined with ", "), ``peaks_from`` the
+database that gave its peaks (``neurosynth`` or ``neuroquery``); both, and ``doi``, are
+empty when a source has none.
+
+A study needs some text (by default an abstract or a body; a reader may name other
+columns, :attr:`RawCorpus.text_columns`) and at least one valid peak; otherwise it is
 moved to ``errors`` with the reason. Individual bad peaks (missing or non-numeric values,
 or values that do not fit float32) are dropped with an error row each, quoting the values
 as the source wrote them; the study keeps its other peaks.
@@ -20,10 +26,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-STUDY_COLUMNS = ["study_id", "pmid", "title", "abstract", "body", "source", "label", "n_analyses", "n_peaks"]
+STUDY_COLUMNS = [
+    "study_id", "pmid", "doi", "title", "abstract", "body", "keywords", "source", "peaks_from", "label",
+    "n_analyses", "n_peaks",
+]
 COORDINATE_COLUMNS = ["study_id", "analysis_id", "x", "y", "z", "space_in"]
 ERROR_COLUMNS = ["study_id", "problem", "detail", "source"]
-TEXT_COLUMNS = ["pmid", "title", "abstract", "body", "label"]
+#: String columns of ``studies``: "" when a reader does not give them.
+TEXT_COLUMNS = ["pmid", "doi", "title", "abstract", "body", "keywords", "peaks_from", "label"]
+
+#: How a "no text" error names each column a study may take its text from.
+_TEXT_NAMES = {"abstract": "an abstract", "body": "a body", "title": "a title", "keywords": "keywords"}
 
 
 @dataclass
@@ -35,12 +48,16 @@ class RawCorpus:
     already in MNI mm; ``space_in`` records what the source said). Both may carry a
     ``record`` column naming the source record a row came from (``pmcid 1012``): when a
     duplicate study id is dropped, the peaks of its record go with it.
+
+    ``text_columns`` are the study columns that count as its text: a study with all of
+    them empty is an error ("no text").
     """
 
     source: str
     studies: pd.DataFrame
     coordinates: pd.DataFrame
     errors: list[dict] = field(default_factory=list)
+    text_columns: tuple[str, ...] = ("abstract", "body")
 
     def error(self, study_id: str, problem: str, detail: str = "") -> None:
         """Record a problem with one study (or one of its rows)."""
@@ -142,10 +159,11 @@ def validate(raw: RawCorpus) -> Corpus:
     n_analyses = coords.groupby("study_id")["analysis_id"].nunique()
     studies["n_peaks"] = studies["study_id"].map(n_peaks).fillna(0).astype("int64")
     studies["n_analyses"] = studies["study_id"].map(n_analyses).fillna(0).astype("int64")
-    no_text = (studies["abstract"] == "") & (studies["body"] == "")
+    no_text = (studies[list(raw.text_columns)] == "").all(axis=1)
     no_peaks = studies["n_peaks"] == 0
+    neither = "neither " + " nor ".join(_TEXT_NAMES.get(c, c) for c in raw.text_columns)
     for sid in studies.loc[no_text, "study_id"]:
-        raw.error(sid, "no text", "neither an abstract nor a body")
+        raw.error(sid, "no text", neither)
     for sid in studies.loc[no_peaks & ~no_text, "study_id"]:
         raw.error(sid, "no peaks", "no valid coordinates")
     studies = studies.loc[~(no_text | no_peaks)]

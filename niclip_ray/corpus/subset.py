@@ -20,3 +20,11 @@ def subset_studies(corpus: Corpus, n: int, seed: int) -> Corpus:
     ids = set(kept["study_id"])
     coords = corpus.coordinates[corpus.coordinates["study_id"].isin(ids)].reset_index(drop=True)
     return Corpus(kept, coords, corpus.errors)
+
+
+def drop_studies(corpus: Corpus, study_ids) -> Corpus:
+    """``corpus`` without the studies ``study_ids`` (and their peaks); errors are kept."""
+    drop = set(map(str, study_ids))
+    studies = corpus.studies[~corpus.studies["study_id"].isin(drop)].reset_index(drop=True)
+    coords = corpus.coordinates[~corpus.coordinates["study_id"].isin(drop)].reset_index(drop=True)
+    return Corpus(studies, coords, corpus.errors)

@@ -3,7 +3,8 @@
 Output ``features/text/part-NNNNN.parquet`` (one row per study of ``studies.parquet``):
 
 ``study_id``  string
-``section``   ``abstract`` or ``body``
+``section``   ``abstract``, ``body``, ``title``, ``keywords`` or ``title+keywords``
+              (:mod:`niclip_ray.corpus.sections`)
 ``embedding`` ``arrow.fixed_shape_tensor[float, [D]]``, raw mean last hidden state; null when failed
 ``n_tokens``  tokens of the text (special tokens included); 0 when failed
 ``model_id``  the model label (:class:`~niclip_ray.features.text_models.ModelSpec`)
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 
 from niclip_ray._docs import fill_doc
 from niclip_ray.corpus import load_corpus
+from niclip_ray.corpus.sections import COLUMN_SECTIONS, SECTIONS, section_texts
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
@@ -41,7 +43,6 @@ from niclip_ray.pipelines.tally import items_done
 from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
-SECTIONS = ("abstract", "body")
 DEFAULT_SHARD_SIZE = 128
 DEFAULT_BATCH_SIZE = 8
 
@@ -51,10 +52,10 @@ def text_items(corpus_dir: str | Path, section: str) -> list[dict]:
     if section not in SECTIONS:
         raise ParameterError("section", f"must be one of {', '.join(SECTIONS)}, got {section!r}")
     studies = load_corpus(corpus_dir).studies
-    if section not in studies.columns:
+    if section in COLUMN_SECTIONS and section not in studies.columns:
         raise InputError(f"{corpus_dir}: studies.parquet has no {section!r} column")
     items = []
-    for sid, value in zip(studies["study_id"], studies[section]):
+    for sid, value in zip(studies["study_id"], section_texts(studies, section)):
         try:
             items.append({"study_id": str(sid), "text": coerce_text(value), "input_error": ""})
         except TextError as exc:
@@ -184,8 +185,8 @@ def run(
         Stage directory (``features/text``); a rerun resumes it.
     model : str
         Preset, packaged model, local path or cached repository id.
-    section : {"abstract", "body"}
-        Which text of each study.
+    section : {"abstract", "body", "title", "keywords", "title+keywords"}
+        Which text of each study (:mod:`niclip_ray.corpus.sections`).
     base_model : str, optional
         Base model of an adapter.
     max_length : int, optional

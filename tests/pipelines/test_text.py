@@ -89,8 +89,8 @@ def test_embed_texts_runs_in_a_ray_task(ray_local):
 def test_manifest_reports_missing_sections_and_bad_models_before_ray(corpus_dir, tmp_path):
     items = text_stage.text_items(corpus_dir, "body")
     assert {item["input_error"] for item in items} == {"no body text"}
-    with pytest.raises(InputError, match="section must be one of abstract, body"):
-        text_stage.text_items(corpus_dir, "title")
+    with pytest.raises(InputError, match="section must be one of abstract, body, title, keywords, title\\+keywords"):
+        text_stage.text_items(corpus_dir, "doi")
     with pytest.raises(InputError, match="not a preset"):
         text_stage.run(corpus_dir, tmp_path / "out", model=str(tmp_path / "nope"), section="abstract")
     assert not (tmp_path / "out").exists()
