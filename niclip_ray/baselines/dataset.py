@@ -17,7 +17,8 @@ from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.schema import Corpus
 from niclip_ray.errors import InputError, ParameterError
 
-#: Text sections a baseline can be annotated from; ``all`` joins title, abstract and body.
+#: Text sections a baseline can be annotated from; ``all`` joins title, abstract, body and
+#: keywords (NeuroQuery's keyword document, where the corpus has one).
 SECTIONS = ("abstract", "body", "all")
 #: NiMARE's MNI152 2 mm template, the space of the corpus coordinates.
 TEMPLATE = "mni152_2mm"
@@ -44,7 +45,8 @@ class TrainingSplit:
             raise ParameterError("section", f"{section!r} is an unknown text section; expected one of "
                                             f"{', '.join(SECTIONS)}")
         if section == "all":
-            parts = self.studies[["title", "abstract", "body"]].fillna("").astype(str)
+            columns = [c for c in ("title", "abstract", "body", "keywords") if c in self.studies]
+            parts = self.studies[columns].fillna("").astype(str)
             texts = parts.agg("\n".join, axis=1)
         else:
             texts = self.studies[section].fillna("").astype(str)

@@ -4,12 +4,14 @@ The model learns topics that are joint distributions over the vocabulary's term 
 spatial Gaussians over the peaks (Rubin et al., 2017). A map is decoded as
 τ = p(topic | voxel)ᵀ · map and term weights = p(term | topic) · τ. The reference used
 25 topics, 4 symmetric regions and 1,000 iterations on ~20k studies; smaller corpora need
-fewer topics (fewer than the training studies).
+fewer topics (fewer than the training studies). Gibbs sampling grows with the peaks, so a
+large corpus can be fitted on a seeded subsample of its training studies (``max_studies``).
 """
 
 from __future__ import annotations
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from niclip_ray.baselines.base import Baseline
@@ -33,7 +35,17 @@ class GCLDABaseline(Baseline):
     loglikely_freq : int
         Iterations between log-likelihood evaluations.
     seed : int
-        ``seed_init`` of the model; the same seed and data give the same model.
+        ``seed_init`` of the model and the seed of the subsample; the same seed and data give
+        the same model.
+    max_studies : int, optional
+        Fit on at most this many training studies, drawn at random with ``seed`` (None: all).
+
+    Attributes
+    ----------
+    study_ids_ : list of str
+        The training studies the model was fitted on (sorted).
+    n_studies_ : int
+        How many (``max_studies`` or all the training studies, whichever is fewer).
     """
 
     name = "gclda"
@@ -47,6 +59,7 @@ class GCLDABaseline(Baseline):
         n_iters: int = 1000,
         loglikely_freq: int = 10,
         seed: int = 1,
+        max_studies: int | None = None,
     ) -> None:
         super().__init__(section=section)
         self.n_topics = n_topics
@@ -55,11 +68,22 @@ class GCLDABaseline(Baseline):
         self.n_iters = n_iters
         self.loglikely_freq = loglikely_freq
         self.seed = seed
+        self.max_studies = max_studies
+
+    def _subsample(self, study_ids: pd.Index) -> list[str]:
+        """The training studies to fit on: all, or ``max_studies`` of them drawn with ``seed``."""
+        if self.max_studies is not None and self.max_studies < 1:
+            raise ParameterError("max_studies", f"of the gclda baseline must be at least 1, got {self.max_studies}")
+        if self.max_studies is None or self.max_studies >= len(study_ids):
+            return sorted(study_ids)
+        chosen = np.random.default_rng(self.seed).choice(len(study_ids), size=self.max_studies, replace=False)
+        return sorted(study_ids[chosen])
 
     def _fit(self, split: TrainingSplit) -> list[str]:
         from nimare.annotate.gclda import GCLDAModel
 
-        n_studies = len(split.studies)
+        self.study_ids_ = self._subsample(self.counts_.index)
+        self.n_studies_ = n_studies = len(self.study_ids_)
         if not 1 <= self.n_topics < n_studies:
             raise ParameterError("n_topics", f"of the gclda baseline must be between 1 and the {n_studies} training "
                                              f"studies - 1, got {self.n_topics}")
@@ -67,10 +91,10 @@ class GCLDABaseline(Baseline):
             raise ParameterError("n_regions", f"of a symmetric gclda baseline must be even, got {self.n_regions}")
         if self.n_iters < 1:
             raise ParameterError("n_iters", f"of the gclda baseline must be at least 1, got {self.n_iters}")
-        coordinates = split.coordinates.rename(columns={"study_id": "id"})
+        coordinates = split.coordinates[split.coordinates["study_id"].isin(self.study_ids_)]
         self.model_ = GCLDAModel(
-            self.counts_,
-            coordinates,
+            self.counts_.loc[self.study_ids_],
+            coordinates.rename(columns={"study_id": "id"}),
             mask=self.mask_img_,
             n_topics=self.n_topics,
             n_regions=self.n_regions,
