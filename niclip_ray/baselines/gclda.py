@@ -102,10 +102,15 @@ class GCLDABaseline(Baseline):
             seed_init=self.seed,
         )
         self.model_.fit(n_iters=self.n_iters, loglikely_freq=self.loglikely_freq)
+        # NiMARE's gclda_decode_map masks each map with nilearn (seconds per map); maps arrive
+        # on the mask's grid, so boolean masking and two products give its weights at once
+        self.mask_bool_ = np.asarray(self.model_.mask.dataobj).astype(bool)
+        self.p_topic_g_voxel_ = np.asarray(self.model_.p_topic_g_voxel_, dtype=np.float64)
+        self.p_word_g_topic_ = np.asarray(self.model_.p_word_g_topic_, dtype=np.float64)
         return list(self.model_.vocabulary)
 
     def _scores(self, img: nib.Nifti1Image) -> pd.Series:
-        from nimare.decode.continuous import gclda_decode_map
-
-        decoded, _ = gclda_decode_map(self.model_, img)
-        return decoded["Weight"].astype(float)
+        """NiMARE's ``gclda_decode_map``: word weights p(w|t) · (p(t|v)ᵀ · map)."""
+        values = np.asarray(img.dataobj, dtype=np.float32)[self.mask_bool_].astype(np.float64)
+        weights = self.p_word_g_topic_ @ (self.p_topic_g_voxel_.T @ values)
+        return pd.Series(weights, index=self.terms_, dtype=float)

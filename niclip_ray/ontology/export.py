@@ -23,7 +23,8 @@ not needed: a contrast is known by its id on both sides.
 
 As the reference does, tasks and concepts with an empty name or definition are dropped.
 Vocabulary names must be unique, so a task whose name repeats an earlier one
-(case-insensitively) is dropped with a warning, with its links.
+(case-insensitively) is dropped with a warning, with its links; a concept whose name repeats
+an earlier one is merged into it (its links go to the first).
 
 The **full** set keeps every remaining task, in file order. The **reduced** set keeps the
 tasks the atlas links to at least one concept (the spirit of the paper's reduced set: tasks
@@ -34,7 +35,9 @@ a class): over all 853 tasks the links number 1,422 over 559 tasks (1,237 from `
 over 477). Dropping 2 tasks without a name or a definition and 2 repeated names ("False
 Belief task", "Boston Naming Test") leaves 849 tasks (the full set) and 1,419 links over
 557 tasks (the reduced set): 1,234 from ``asserts`` over 475 tasks, 185 more from contrasts.
-The measured-by assertions add no link beyond the concepts' ``measured_by`` there.
+The measured-by assertions add no link beyond the concepts' ``measured_by`` there. Four
+concepts repeat an earlier name ("implicit learning", "risk aversion", "autobiographical
+memory", "Cognitive warfare") and are merged, leaving 911 concepts; the links stay 1,419.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def _tasks(entries: list[dict], path: Path) -> tuple[pd.DataFrame, dict]:
         if not name or not definition:
             continue
         if _key(name) in first:
-            log.warning("%s: task %r (%s) repeats the name of %r; keeping the first", path, name, entry["id"],
+            log.info("%s: task %r (%s) repeats the name of %r; keeping the first", path, name, entry["id"],
                         first[_key(name)])
             repeated.append(name)
             continue
@@ -112,19 +115,27 @@ def _tasks(entries: list[dict], path: Path) -> tuple[pd.DataFrame, dict]:
     return tasks, {"undefined_tasks": len(entries) - len(rows) - len(repeated), "repeated_task_names": repeated}
 
 
-def _concepts(entries: list[dict], path: Path) -> pd.DataFrame:
-    rows = [
-        {"concept_id": _text(e, "id"), "name": _text(e, "name"), "definition": _text(e, "definition_text"),
-         "domain_id": _text(e, "id_concept_class")}
-        for e in entries
-        if _text(e, "name") and _text(e, "definition_text")
-    ]
+def _concepts(entries: list[dict], path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Defined concepts, the first of each name; and the id of each later namesake -> the kept id."""
+    rows, first, alias = [], {}, {}
+    for e in entries:
+        name = _text(e, "name")
+        if not name or not _text(e, "definition_text"):
+            continue
+        if _key(name) in first:
+            alias[_text(e, "id")] = first[_key(name)]
+            continue
+        first[_key(name)] = _text(e, "id")
+        rows.append({"concept_id": _text(e, "id"), "name": name, "definition": _text(e, "definition_text"),
+                     "domain_id": _text(e, "id_concept_class")})
+    if alias:
+        log.info("%s: %d concepts repeat an earlier concept's name; their links go to the first", path, len(alias))
     concepts = pd.DataFrame(rows, columns=["concept_id", "name", "definition", "domain_id"])
     unknown = sorted(set(concepts["domain_id"]) - set(DOMAINS) - {""})
     if unknown:
         log.warning("%s: concept classes %s are not among the 10 domains; those concepts get no domain", path, unknown)
         concepts.loc[concepts["domain_id"].isin(unknown), "domain_id"] = ""
-    return concepts
+    return concepts, alias
 
 
 def _domains(path: Path) -> pd.DataFrame:
@@ -194,11 +205,13 @@ def read_export_dir(directory: str | Path, reduced: bool = False) -> Ontology:
     concept_entries = _entries(directory / CONCEPTS)
     assertions = _entries(directory / ASSERTIONS) if (directory / ASSERTIONS).is_file() else []
     tasks, dropped = _tasks(task_entries, directory / TASKS)
-    concepts = _concepts(concept_entries, directory / CONCEPTS)
+    concepts, alias = _concepts(concept_entries, directory / CONCEPTS)
     domains = _domains(directory / CLASSES)
 
     t_index, c_index = pd.Index(tasks["task_id"]), pd.Index(concepts["concept_id"])
-    links = _links(task_entries, concept_entries, assertions).drop_duplicates()
+    links = _links(task_entries, concept_entries, assertions)
+    links["concept_id"] = links["concept_id"].replace(alias)
+    links = links.drop_duplicates()
     order = pd.DataFrame({"t": t_index.get_indexer(links["task_id"]), "c": c_index.get_indexer(links["concept_id"])})
     order = order[(order["t"] >= 0) & (order["c"] >= 0)].sort_values(["t", "c"])
     links = pd.DataFrame({"task_id": t_index[order["t"].to_numpy()], "concept_id": c_index[order["c"].to_numpy()]})

@@ -78,7 +78,7 @@ def export_dir(tmp_path):
 
 
 def test_full(export_dir, caplog):
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         onto = read_export_dir(export_dir)
     assert is_export_dir(export_dir)
     assert onto.task_names == ["n-back task", "Eriksen flanker task", "finger tapping task", "object n-back"]
@@ -158,7 +158,8 @@ def real_sets(real_data):
 def test_real_counts(real_sets):
     full, reduced = real_sets
     for onto, n_tasks in ((full, 849), (reduced, 557)):
-        assert (len(onto.tasks), len(onto.concepts), len(onto.domains), len(onto.task_concepts)) == (n_tasks, 915, 10, 1419)
+        assert (len(onto.tasks), len(onto.concepts), len(onto.domains), len(onto.task_concepts)) == (n_tasks, 911, 10, 1419)
+        assert not onto.concepts["name"].str.casefold().duplicated().any()
         assert onto.task_concepts["task_id"].nunique() == 557
         assert (onto.concepts["domain_id"] != "").sum() == 505
     assert full.meta["counts"]["undefined_tasks"] == 2
@@ -182,3 +183,11 @@ def test_real_load_ontology(real_data, real_sets):
     loaded = load_ontology(real_data / "cognitive_atlas", reduced=False)
     pd.testing.assert_frame_equal(loaded.task_concepts, real_sets[0].task_concepts)
     assert loaded.task_names == real_sets[0].task_names
+
+
+def test_repeated_concept_names_are_merged(tmp_path):
+    namesake = {"id": "trm_wm2", "name": "Working  Memory", "definition_text": "again", "measured_by": ["cnt_fl"]}
+    write_export(tmp_path, **{"ConceptCollection.json": json.dumps({"entries": [*CONCEPTS, namesake]})})
+    onto = read_export_dir(tmp_path)
+    assert "trm_wm2" not in set(onto.concepts["concept_id"])
+    assert ("Eriksen flanker task", "working memory") in named_links(onto)  # the namesake's link, merged
