@@ -172,7 +172,8 @@ def label_table(
         statistic, observed, null_mean, p_value``. Statistics: ``median_best_rank`` (p is
         the share of nulls at or *below* the observed median), ``hit@k`` and ``mrr``.
     """
-    map_ids = sorted(m for m in map_labels if m in set(predictions["map_id"]))
+    decoded = set(predictions["map_id"])
+    map_ids = sorted(m for m in map_labels if m in decoded)
     if not map_ids:
         raise InputError("no labelled map has predictions")
     labels = np.array([map_labels[m] for m in map_ids])

@@ -121,6 +121,17 @@ class RetrievalEvaluation:
         self.paired_tests.assign(ridge_alpha=self.ridge_alpha).to_csv(paths[2], index=False)
         return paths
 
+    @classmethod
+    def read(cls, out_dir: str | Path) -> RetrievalEvaluation | None:
+        """The evaluation :meth:`write` left in ``out_dir``, or None when a file is missing."""
+        paths = [Path(out_dir) / f"retrieval_{name}.csv" for name in ("image_to_text", "map_correlations",
+                                                                     "paired_tests")]
+        if not all(path.is_file() for path in paths):
+            return None
+        paired = pd.read_csv(paths[2])
+        return cls(pd.read_csv(paths[0]).iloc[0].to_dict(), pd.read_csv(paths[1], dtype={"study_id": str}),
+                   paired.drop(columns="ridge_alpha"), float(paired["ridge_alpha"].iloc[0]))
+
 
 def mkda_maps(corpus_dir: str | Path, study_ids: list[str]) -> np.ndarray:
     """``(n, n_mask_voxels)`` float32 MKDA maps (10 mm spheres of 1) of studies, on the 2 mm brain mask."""

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import pearsonr, wilcoxon
 
@@ -60,3 +61,20 @@ def test_evaluation_on_held_out_studies(world, tmp_path):
     assert result.paired_tests["baseline"].tolist() == ["mean_training_map", "nearest_text_study"]
     assert (result.paired_tests["p"].between(0, 1)).all()
     assert len(result.write(tmp_path / "eval")) == 3
+
+
+def test_evaluation_reads_back_what_it_wrote(tmp_path):
+    from niclip_ray.retrieval.evaluation import RetrievalEvaluation
+
+    assert RetrievalEvaluation.read(tmp_path) is None
+    written = RetrievalEvaluation(
+        {"n": 3, "recall@10": 0.5, "recall@10_p": 0.01},
+        pd.DataFrame({"study_id": ["007", "8"], "ridge": [0.1, 0.2]}),
+        pd.DataFrame({"baseline": ["mean_training_map"], "mean_r_ridge": [0.1], "mean_r_baseline": [0.05], "p": [0.2]}),
+        ridge_alpha=10.0,
+    )
+    written.write(tmp_path)
+    read = RetrievalEvaluation.read(tmp_path)
+    assert read.image_to_text == written.image_to_text and read.ridge_alpha == 10.0
+    pd.testing.assert_frame_equal(read.map_correlations, written.map_correlations)
+    pd.testing.assert_frame_equal(read.paired_tests, written.paired_tests)
