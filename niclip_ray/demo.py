@@ -342,8 +342,8 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     return DemoResult(report, result.summary, known, paths)
 
 
-def retrieval_tables(retrieval) -> dict[str, pd.DataFrame]:
-    """The report's two retrieval tables: held-out map -> own abstract, and text -> map against baselines."""
+def retrieval_tables(retrieval, text: str = "abstract") -> dict[str, pd.DataFrame]:
+    """The report's two retrieval tables: held-out map -> own ``text``, and text -> map against baselines."""
     found = retrieval.image_to_text
     measures = [k for k in found if k.startswith("recall@") and "_" not in k] + ["median_rank"]
     image_to_text = pd.DataFrame({
@@ -355,7 +355,7 @@ def retrieval_tables(retrieval) -> dict[str, pd.DataFrame]:
     text_to_map = retrieval.paired_tests[["baseline", "mean_r_ridge", "mean_r_baseline", "p"]].rename(
         columns={"mean_r_ridge": "mean r (ridge on text latents)", "mean_r_baseline": "mean r (baseline)"})
     return {
-        f"Retrieval: held-out map -> its own abstract among {found['n']} held-out studies": image_to_text,
+        f"Retrieval: held-out map -> its own {text} among {int(found['n'])} held-out studies": image_to_text,
         f"Retrieval: text -> map, Pearson r with the held-out MKDA map (ridge alpha {retrieval.ridge_alpha:g})":
             text_to_map,
     }

@@ -44,6 +44,14 @@ MOTOR_MAP_ID = "motor-neurovault-10426"
 #: The concept an n-back map should bring to the top (the issue's goal: top 5).
 NBACK_CONCEPT = ("working memory", 5)
 Say = Callable[[str], None]
+#: What a section's text is called in the retrieval tables.
+TEXT_NAMES = {"title": "title", "title+keywords": "title and keywords"}
+HEADLINE_NOTE = (
+    "Per label, the best-ranked true task of each map: its median rank, hit@1/5/10 and MRR, each with the mean "
+    "of the permutation null (prediction lists shuffled across all held-out maps) and its p; two-way: the best "
+    "n-back task ranked above the Eriksen flanker task for n-back maps and the reverse for flanker maps, against "
+    "the label permutation. The motor row is one map."
+)
 
 
 @dataclass(frozen=True)
@@ -425,14 +433,14 @@ def write_full_report(settings: FullSettings, tables: dict, headlines: dict, ret
     out = settings.out_dir
     first = settings.sections[0]
     main_key = f"{first}-full"
+    lead = {f"Held-out maps, text section {key.rsplit('-', 1)[0]!r}, {key.rsplit('-', 1)[1]} vocabulary: "
+            "task level": table for key, table in headlines.items()}
     ordered = {}
-    for key, table in headlines.items():
-        ordered[f"Held-out maps, text section {key.rsplit('-', 1)[0]!r}, {key.rsplit('-', 1)[1]} vocabulary"] = table
     for key, result in tables.items():
         if not result["concept"].empty:
             ordered[f"Concept check ({key})"] = result["concept"]
     for section, found in retrieval.items():
-        for heading, table in retrieval_tables(found).items():
+        for heading, table in retrieval_tables(found, text=TEXT_NAMES.get(section, section)).items():
             ordered[f"{heading} (section {section!r})"] = table
     ordered["Wall time per stage (s)"] = pd.DataFrame({"stage": list(times), "seconds": list(times.values())})
     from niclip_ray.evaluation import evaluate, load_predictions
@@ -454,6 +462,7 @@ def write_full_report(settings: FullSettings, tables: dict, headlines: dict, ret
     return write_report(
         out / "report", maps={m: maps[m] for m in shown}, predictions=predictions,
         metrics=metrics, curves=curves, methods=methods, truth=tables[main_key]["truth"], tables=ordered,
+        lead_tables=lead, table_notes={heading: HEADLINE_NOTE for heading in lead},
         title="NiCLIP at real scale: Neurosynth + NeuroQuery, judged on held-out n-back, flanker and motor maps",
         provenance=facts, hubness_k=10,
         intro=(f"NiCLIP trained on {n_train} Neurosynth and NeuroQuery studies (no study of the held-out set) "

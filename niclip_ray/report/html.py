@@ -196,6 +196,7 @@ def write_report(
     hubness_k: int | None = None,
     metrics_note: str = "",
     table_notes: Mapping[str, str] | None = None,
+    lead_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -241,8 +242,10 @@ def write_report(
     hubness_k : int, optional
         Add the :func:`term_hubness` table of the task level at this cut-off.
     metrics_note, table_notes : str, mapping of heading to str, optional
-        A note under the metric table, and under the ``tables`` of those headings (e.g. why
-        two tables count different maps).
+        A note under the metric table, and under the ``tables`` (or ``lead_tables``) of those
+        headings (e.g. why two tables count different maps).
+    lead_tables : mapping of heading to DataFrame, optional
+        Tables shown first, before the metrics (e.g. a run's headline evaluation).
 
     Returns
     -------
@@ -282,6 +285,7 @@ def write_report(
         shown.append(entry)
     notes = table_notes or {}
     extra = [(heading, table_rows(table, note=notes.get(heading, ""))) for heading, table in (tables or {}).items()]
+    lead = [(heading, table_rows(table, note=notes.get(heading, ""))) for heading, table in (lead_tables or {}).items()]
     if hubness_k:
         hubs = term_hubness(predictions, hubness_k)
         extra.append((f"Term hubness: how often a task is in a map's top {hubness_k}",
@@ -292,7 +296,7 @@ def write_report(
                                       "(a hub); an even decoder would put each term there in k / n of the maps.")))
     page = _TEMPLATES.get_template("report.html").render(
         title=title, version=__version__, stamp=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
-        banner=standin_banner(atlas_ids), intro=intro,
+        banner=standin_banner(atlas_ids), intro=intro, lead=lead,
         metrics=table_rows(metrics, METRIC_COLUMNS, note=metrics_note),
         metrics_png=_data_uri(figures.plot_metrics(metrics, out / "metrics.png")) if not metrics.empty else None,
         tables=extra, maps=shown,

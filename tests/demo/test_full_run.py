@@ -60,7 +60,7 @@ def test_full_run_on_a_subsample(ray_local, data_dir, tmp_path, capsys):
     assert tasks["flanker"] == {"Eriksen flanker task"}
 
     page = (out / "report" / "report.html").read_text()
-    assert page.index("Held-out maps, text section") < page.index("Retrieval: held-out map")
+    assert page.index("Held-out maps, text section") < page.index("Metrics: NiCLIP") < page.index("Retrieval: held-out map")
     assert "Wall time per stage" in page
     assert "Held-out maps (title-full): task level" in printed
 
