@@ -223,3 +223,14 @@ def test_every_table_is_sortable_with_typed_cells_and_notes(tmp_path, facts):
             '<tr><td class="text">a</td><td class="missing">-</td><td data-sort="0">no</td></tr>') in table
     assert '</table>\n<p class="note">2 rows &amp; a note.</p>' in page.split("<h2>Extra</h2>")[1]
     assert '</table>\n<p class="note">Why the counts differ.</p>' in page.split("<h2>Metrics")[1]
+
+
+def test_lead_tables_open_the_report(tmp_path, facts):
+    predictions = _predictions().iloc[:2]
+    metrics = evaluate(predictions, pd.DataFrame({"map_id": ["motor"], "task": ["n-back"]}), n_permutations=10).summary
+    lead = pd.DataFrame({"label": ["n-back"], "hit@10": [0.9]})
+    page = write_report(tmp_path, maps={}, predictions=predictions, metrics=metrics, curves=None, methods="",
+                        provenance=facts, tables={"Later": lead}, lead_tables={"Held-out": lead},
+                        table_notes={"Held-out": "What the columns are."}).read_text()
+    assert page.index("<h2>Held-out</h2>") < page.index("<h2>Metrics") < page.index("<h2>Later</h2>")
+    assert '<p class="note">What the columns are.</p>' in page.split("<h2>Held-out</h2>")[1].split("<h2>")[0]
