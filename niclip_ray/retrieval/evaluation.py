@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,19 +134,26 @@ class RetrievalEvaluation:
                    paired.drop(columns="ridge_alpha"), float(paired["ridge_alpha"].iloc[0]))
 
 
-def mkda_maps(corpus_dir: str | Path, study_ids: list[str]) -> np.ndarray:
-    """``(n, n_mask_voxels)`` float32 MKDA maps (10 mm spheres of 1) of studies, on the 2 mm brain mask."""
+#: Held-out studies whose maps are compared at once (memory: about 5 dense float64 maps each).
+MAP_CHUNK = 256
+
+
+def mkda_maps(corpus_dir: str | Path, study_ids: list[str], chunk: int = MAP_CHUNK) -> Iterator[np.ndarray]:
+    """``(≤ chunk, n_mask_voxels)`` float32 MKDA maps (10 mm spheres of 1) of studies, on the 2 mm
+    brain mask, ``chunk`` studies at a time in ``study_ids`` order."""
     from niclip_ray.atlas.mask import brain_mask_grid
     from niclip_ray.corpus import load_corpus
     from niclip_ray.features.mkda import study_map
 
     grid = brain_mask_grid()
     coords = load_corpus(corpus_dir).coordinates.groupby("study_id")
-    maps = np.zeros((len(study_ids), grid.n_voxels), dtype=np.float32)
-    for row, sid in enumerate(study_ids):
-        indices, values = study_map(coords.get_group(sid)[["x", "y", "z"]].to_numpy(float), grid)
-        maps[row, indices] = values
-    return maps
+    for start in range(0, len(study_ids), chunk):
+        part = study_ids[start : start + chunk]
+        maps = np.zeros((len(part), grid.n_voxels), dtype=np.float32)
+        for row, sid in enumerate(part):
+            indices, values = study_map(coords.get_group(sid)[["x", "y", "z"]].to_numpy(float), grid)
+            maps[row, indices] = values
+        yield maps
 
 
 def evaluate_retrieval(index, corpus_dir: str | Path, text_features: str | Path, *,
@@ -189,11 +197,12 @@ def evaluate_retrieval(index, corpus_dir: str | Path, text_features: str | Path,
         "mean_training_map": np.repeat(studies.coefficients[train].mean(axis=0, keepdims=True), len(test), axis=0),
         "nearest_text_study": studies.coefficients[nearest],
     }
-    truth = mkda_maps(corpus_dir, test_ids)
     builder = index.map_builder
-    correlations = pd.DataFrame({"study_id": test_ids})
-    for method, coef in coefficients.items():
-        correlations[method] = pearson_rows(builder.masked(coef), truth)
+    found: dict[str, list[np.ndarray]] = {method: [] for method in coefficients}
+    for start, truth in zip(range(0, len(test_ids), MAP_CHUNK), mkda_maps(corpus_dir, test_ids, MAP_CHUNK)):
+        for method, coef in coefficients.items():
+            found[method].append(pearson_rows(builder.masked(coef[start : start + len(truth)]), truth))
+    correlations = pd.DataFrame({"study_id": test_ids, **{m: np.concatenate(r) for m, r in found.items()}})
     tests = pd.DataFrame([
         {"baseline": name, "mean_r_ridge": float(np.nanmean(correlations["ridge"])),
          "mean_r_baseline": float(np.nanmean(correlations[name])),
