@@ -108,11 +108,12 @@ def data_paths(data_dir: Path) -> tuple[Path, Path | None]:
 
 @contextmanager
 def timed(times: dict, name: str, say: Say):
-    """Record the wall time of a stage in ``times`` and say it."""
+    """Add the wall time of a stage to ``times`` (a resumed run adds to the earlier runs') and say it."""
     start = time.perf_counter()
     yield
-    times[name] = round(time.perf_counter() - start, 1)
-    say(f"{name}: {times[name]:.0f} s")
+    elapsed = time.perf_counter() - start
+    times[name] = round(times.get(name, 0.0) + elapsed, 1)
+    say(f"{name}: {elapsed:.0f} s")
 
 
 def stage_corpora(settings: FullSettings, say: Say) -> tuple[Path, Path]:
@@ -356,7 +357,9 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
     settings = replace(settings, out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
-    times: dict[str, float] = {}
+    times_file = out / "evaluation" / "times.json"
+    # seconds spent per stage over every run into this directory (a resumed stage adds little)
+    times: dict[str, float] = json.loads(times_file.read_text()) if times_file.is_file() else {}
     with timed(times, "corpus", say):
         corpus_dir, heldout_dir = stage_corpora(settings, say)
     ontologies = load_ontologies(settings)
@@ -416,7 +419,7 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
                 target.mkdir(parents=True, exist_ok=True)
                 for table_name, table in {**result, "headline": headlines[key]}.items():
                     table.to_csv(target / f"{table_name}.csv", index=False, float_format=CSV_FLOAT_FORMAT)
-    (out / "evaluation" / "times.json").write_text(json.dumps(times, indent=2))
+    times_file.write_text(json.dumps(times, indent=2))
     report = write_full_report(settings, tables, headlines, retrieval, maps, map_labels, models, atlas_dir, times)
     say(f"report: {report}")
     return FullResult(report, headlines, times, {"corpus": corpus_dir, "heldout": heldout_dir, "maps": out / "maps"})
@@ -442,7 +445,8 @@ def write_full_report(settings: FullSettings, tables: dict, headlines: dict, ret
     for section, found in retrieval.items():
         for heading, table in retrieval_tables(found, text=TEXT_NAMES.get(section, section)).items():
             ordered[f"{heading} (section {section!r})"] = table
-    ordered["Wall time per stage (s)"] = pd.DataFrame({"stage": list(times), "seconds": list(times.values())})
+    ordered["Wall time per stage (s), summed over the runs into this directory"] = pd.DataFrame(
+        {"stage": list(times), "seconds": list(times.values())})
     from niclip_ray.evaluation import evaluate, load_predictions
 
     predictions = pd.concat([load_predictions(out / "decode" / main_key).assign(backend="niclip"),

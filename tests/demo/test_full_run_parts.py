@@ -3,7 +3,7 @@
 import pandas as pd
 
 from niclip_ray.cli.main import run
-from niclip_ray.full_run import data_paths, headline, rerank
+from niclip_ray.full_run import data_paths, headline, rerank, timed
 
 
 def test_data_paths(tmp_path):
@@ -47,3 +47,13 @@ def test_full_run_options_go_together(tmp_path, capsys):
     assert run(["demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
     assert "go with --full" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_stage_times_add_up_over_runs():
+    times, said = {"features": 100.0}, []
+    with timed(times, "features", said.append):
+        pass
+    with timed(times, "train", said.append):
+        pass
+    assert 100.0 <= times["features"] < 101.0 and times["train"] < 1.0
+    assert said[0].startswith("features: ") and said[0].endswith(" s")  # this run's time, not the sum
