@@ -100,7 +100,6 @@ def _full(ctx: typer.Context, out_dir: Path, data_dir: Path | None, quick: bool,
     opts = options(ctx)
     if out_dir == Path("work/demo"):
         out_dir = Path("work/full")
-    changes = {k: v for k, v in changes.items() if k != "model" or v}
     if max_studies is not None:
         changes["max_studies"] = max_studies
     make = FullSettings.subsample if quick else FullSettings
