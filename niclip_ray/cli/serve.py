@@ -29,6 +29,10 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.001, help="Largest accepted upload, MiB (413 above).")
     ] = 64.0,
+    max_map_mb: Annotated[
+        float, typer.Option("--max-map-mb", min=1, help="Largest map in memory, MiB: its voxels as stored plus "
+                            "their float32 copy, checked on the header before any data is read (413 above).")
+    ] = 512.0,
     atlas_dir: Annotated[Path | None, typer.Option("--atlas-dir", help="nilearn data dir with the atlas.")] = None,
     allow_atlas_mismatch: Annotated[
         bool, typer.Option("--allow-atlas-mismatch", help="Serve even if the atlas found is not the bundle's.")
@@ -82,6 +86,7 @@ def serve(
     settings = ServiceSettings(bundle=str(bundle), atlas_dir=str(atlas_dir) if atlas_dir else None,
                                allow_atlas_mismatch=allow_atlas_mismatch, token=token,
                                max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                               max_map_bytes=int(max_map_mb * 1024 * 1024),
                                index=str(Path(index).resolve()) if index is not None else None)
     with ray_session(opts.ray_options()):
         try:

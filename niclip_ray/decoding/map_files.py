@@ -4,7 +4,9 @@ One manifest item per 3-D map: ``{"map_id", "source_path", "volume"}``. A 4-D fi
 several volumes gives one item per volume, ``map_id`` ``<name>:<k>`` and ``volume`` k
 (-1 for a 3-D file). Problems with a single file (unreadable, not NIfTI, a broken or
 looping symbolic link, recorded as ``input_error``) do not stop the manifest: the item is
-kept and fails alone when decoded, with an error row naming it.
+kept and fails alone when decoded, with an error row naming it. A NeuroVault metadata
+file that cannot be read is recorded as ``input_warning``: the map is decoded, and its
+rows carry the warning.
 
 Before a map's data is read, :func:`check_map` checks its header: the size its voxels
 would take in memory (at most :data:`MAX_MAP_BYTES`), whether it has a spatial transform
@@ -156,6 +158,26 @@ def mask_overlap(shape: tuple[int, ...], affine: np.ndarray, grid) -> float:
     return float(inside.mean()) if inside.size else 0.0
 
 
+def oversize(shape: tuple[int, ...], dtype: np.dtype, limit: int) -> str:
+    """Why a header's voxels would not fit ``limit`` bytes in memory ("" when they do).
+
+    A map takes its voxels as stored plus their float32 copy: ``n_voxels * (itemsize + 4)``.
+    """
+    n_voxels = 1
+    for size in shape:
+        n_voxels *= int(size)
+    needed = n_voxels * (np.dtype(dtype).itemsize + 4)
+    if needed <= limit:
+        return ""
+    return (f"its header claims {'x'.join(map(str, shape))} voxels of {dtype}, {_in_units(needed, '.1f')} in "
+            f"memory, over the {_in_units(limit, 'g')} limit per map; nothing was read")
+
+
+def _in_units(n_bytes: int, spec: str) -> str:
+    """Bytes in GiB from 1 GiB on, in MiB below."""
+    return f"{n_bytes / 1024**3:{spec}} GiB" if n_bytes >= 1024**3 else f"{n_bytes / 1024**2:{spec}} MiB"
+
+
 def check_map(item: dict, grid, strict: bool = False) -> str:
     """Check a manifest item's header before its data is read; return its warning ("" if none).
 
@@ -181,21 +203,14 @@ def check_map(item: dict, grid, strict: bool = False) -> str:
     try:
         img = nib.load(item["source_path"])
         shape = tuple(int(s) for s in img.shape)
-        itemsize = img.get_data_dtype().itemsize
     except Exception:  # unreadable here; loading the map reports it
         return ""
     if len(shape) < 3:  # loading the map reports it
         return ""
-    n_voxels = 1
-    for size in shape[:3] if int(item.get("volume", -1)) >= 0 else shape:
-        n_voxels *= size
-    needed = n_voxels * (itemsize + 4)
-    if needed > MAX_MAP_BYTES:
-        raise InputError(
-            f"{label}: its header claims {'x'.join(map(str, shape))} voxels of {img.get_data_dtype()}, "
-            f"{needed / 1024**3:.1f} GiB in memory, over the {MAX_MAP_BYTES / 1024**3:g} GiB limit per map; "
-            "nothing was read"
-        )
+    volumes = shape[:3] if int(item.get("volume", -1)) >= 0 else shape
+    problem = oversize(volumes, img.get_data_dtype(), MAX_MAP_BYTES)
+    if problem:
+        raise InputError(f"{label}: {problem}")
     warnings = []
     header = img.header
     if "sform_code" in header and int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
@@ -216,6 +231,8 @@ def _collection_items(directory: Path) -> list[dict]:
     for image in read_collection(directory):
         extra = {"collection_id": image.collection_id, "image_id": image.image_id,
                  "name": str(image.metadata.get("name", ""))}
+        if image.warning:
+            extra["input_warning"] = image.warning
         out += _items(image.map_id, image.path, extra)
     return out
 

@@ -30,7 +30,7 @@ from niclip_ray.errors import InputError
 from niclip_ray.retrieval import Index
 from niclip_ray.serve.page import glass_brain_png, render_page
 from niclip_ray.serve.responses import decode_response, parse_levels, search_response
-from niclip_ray.serve.uploads import MAX_UPLOAD_BYTES, UploadError, map_checks, read_nifti
+from niclip_ray.serve.uploads import MAX_SERVE_MAP_BYTES, MAX_UPLOAD_BYTES, UploadError, map_checks, read_nifti
 
 #: Most maps decoded in one batch, and how long a batch waits to fill.
 MAX_BATCH_SIZE = 8
@@ -39,13 +39,14 @@ BATCH_WAIT_S = 0.01
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """What each replica needs: the bundle, its atlas, the token, the upload limit, an optional study index."""
+    """What each replica needs: the bundle, its atlas, the token, the upload and map limits, an optional index."""
 
     bundle: str
     atlas_dir: str | None = None
     allow_atlas_mismatch: bool = False
     token: str | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_map_bytes: int = MAX_SERVE_MAP_BYTES
     index: str | None = None
 
 #: The 404 reason of the search endpoints when the service runs without a study index.
@@ -53,6 +54,16 @@ NO_INDEX = "this service has no study index; start it with 'niclip-ray serve --i
 
 
 api = FastAPI(title="niclip-ray", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header value carries ``token`` under the Bearer scheme.
+
+    The scheme is case-insensitive (``bearer``, ``BEARER``: RFC 9110, 11.1); the token is
+    compared in constant time.
+    """
+    scheme, _, given = authorization.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -110,8 +121,7 @@ class DecodeService:
         token = self.settings.token
         if token is None:
             return
-        given = request.headers.get("authorization", "")
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+        if not bearer_matches(request.headers.get("authorization", ""), token):
             raise HTTPException(401, "a valid 'Authorization: Bearer <token>' header is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -157,7 +167,7 @@ class DecodeService:
             except ValueError as exc:
                 raise UploadError(422, str(exc)) from exc
             img = read_nifti(await upload_bytes(request, self.settings.max_upload_bytes),
-                             self.settings.max_upload_bytes)
+                             self.settings.max_upload_bytes, self.settings.max_map_bytes)
             result = await self.decode_batch(img)
             if isinstance(result, InputError):
                 raise UploadError(422, str(result))
@@ -218,7 +228,7 @@ class DecodeService:
             if against not in ("text", "image"):
                 raise UploadError(422, f"against must be text or image, got {against!r}")
             img = read_nifti(await upload_bytes(request, self.settings.max_upload_bytes),
-                             self.settings.max_upload_bytes)
+                             self.settings.max_upload_bytes, self.settings.max_map_bytes)
             try:
                 table = await asyncio.to_thread(index.search_image, img, top_k, against, "upload")
             except InputError as exc:

@@ -11,6 +11,8 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray import Decoder
 
+from .conftest import TOKEN
+
 pytestmark = pytest.mark.timeout(600)
 MOTOR = load_sample_motor_activation_image()
 TIMEOUT = 120
@@ -59,6 +61,13 @@ def test_multipart_upload_and_query(service):
     assert list(flat["results"]) == ["task"]
 
 
+def header_only(shape, dtype) -> bytes:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(shape)
+    return header.binaryblock + b"\x00" * 4
+
+
 def shifted_affine():
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     affine[:3, 3] = 10_000.0
@@ -74,7 +83,9 @@ BAD = [  # (name, body, params, status, words in the reason)
     ("all NaN", nifti_bytes(np.full((20, 20, 20), np.nan)), {}, 422, "NaN"),
     ("off brain", nifti_bytes(np.ones((20, 20, 20)), shifted_affine()), {}, 422, "MNI"),
     ("too large", b"\x00" * (2 * 1024 * 1024), {}, 413, "limit"),
-    ("gzip bomb", gzip.compress(b"\x00" * (9 * 1024 * 1024)), {}, 413, "inflates"),
+    ("gzip bomb", nifti_bytes(np.zeros((160, 160, 100))), {}, 413, "inflates"),
+    ("voxel bomb", gzip.compress(header_only((800, 800, 780), np.uint8)), {}, 413, "800x800x780 voxels of uint8"),
+    ("header of 32767^4", header_only((32767,) * 4, np.float64), {}, 413, "32767x32767x32767x32767 voxels"),
     ("bad level", None, {"levels": "task,mood"}, 422, "levels"),
     ("bad top_k", None, {"top_k": 0}, 422, ""),
 ]
@@ -105,6 +116,9 @@ def test_token_is_enforced_except_for_healthz(service):
     for path in ("/", "/v1/model", "/metrics"):
         assert requests.get(f"{url}{path}", timeout=TIMEOUT).status_code == 401
         assert requests.get(f"{url}{path}", headers={"Authorization": "Bearer wrong"}, timeout=TIMEOUT).status_code == 401
+    for scheme in ("bearer", "BEARER"):
+        assert requests.get(f"{url}/v1/model", headers={"Authorization": f"{scheme} {TOKEN}"},
+                            timeout=TIMEOUT).status_code == 200
     anonymous = requests.post(f"{url}/v1/decode", data=MOTOR_BYTES, timeout=TIMEOUT)
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
 
