@@ -15,14 +15,11 @@ fails *silently* offline, returning an empty result: we turn that into an error)
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from niclip_ray.errors import InputError
-
-log = logging.getLogger(__name__)
 
 _COLLECTION = re.compile(r"^collection_(\w+)$")
 _IMAGE = re.compile(r"^image_(\d+)\.nii(\.gz)?$")
@@ -40,13 +37,16 @@ class NeuroVaultImage:
     path : Path
         The NIfTI file.
     metadata : dict
-        Selected fields of ``image_<id>_metadata.json`` (empty if it is missing).
+        Selected fields of ``image_<id>_metadata.json`` (empty if it is missing or unreadable).
+    warning : str
+        Why the metadata file could not be read, naming it ("" when it was read or is missing).
     """
 
     collection_id: str
     image_id: str
     path: Path
     metadata: dict = field(default_factory=dict)
+    warning: str = ""
 
     @property
     def map_id(self) -> str:
@@ -62,15 +62,21 @@ def is_collection_dir(path: str | Path) -> bool:
     )
 
 
-def _metadata(path: Path) -> dict:
+def _metadata(path: Path) -> tuple[dict, str]:
+    """Selected fields of a metadata file, and why it could not be read ("" when it was, or is missing).
+
+    Any unreadable file (not UTF-8, not JSON, nested too deeply to parse, not an object)
+    gives empty metadata and a warning naming it: the map itself can still be decoded.
+    """
     if not path.is_file():
-        return {}
+        return {}, ""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("ignoring unreadable NeuroVault metadata %s: %s", path, exc)
-        return {}
-    return {k: data[k] for k in METADATA_FIELDS if isinstance(data, dict) and data.get(k) not in (None, "")}
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or bad JSON
+        return {}, f"cannot read its NeuroVault metadata {path} ({type(exc).__name__}: {exc}); decoded without it"
+    if not isinstance(data, dict):
+        return {}, f"its NeuroVault metadata {path} is not a JSON object; decoded without it"
+    return {k: data[k] for k in METADATA_FIELDS if data.get(k) not in (None, "")}, ""
 
 
 def read_collection(directory: str | Path) -> list[NeuroVaultImage]:
@@ -89,8 +95,8 @@ def read_collection(directory: str | Path) -> list[NeuroVaultImage]:
     for path in directory.iterdir():
         image = _IMAGE.match(path.name)
         if image:
-            meta = _metadata(directory / f"image_{image.group(1)}_metadata.json")
-            images.append(NeuroVaultImage(match.group(1), image.group(1), path, meta))
+            meta, warning = _metadata(directory / f"image_{image.group(1)}_metadata.json")
+            images.append(NeuroVaultImage(match.group(1), image.group(1), path, meta, warning))
     if not images:
         raise InputError(f"NeuroVault collection {directory} holds no image_<id>.nii.gz files")
     return sorted(images, key=lambda im: int(im.image_id))

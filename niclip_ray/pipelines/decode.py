@@ -33,7 +33,8 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
     """Decode one shard of manifest items with a ready decoder (pure; no Ray).
 
     Each map's header is checked first (:func:`~niclip_ray.decoding.map_files.check_map`):
-    its warning goes to every row of the map, or, when ``strict``, becomes its error.
+    its warning goes to every row of the map, or, when ``strict``, becomes its error. The
+    item's ``input_warning`` (unreadable NeuroVault metadata) is added to its rows' warning.
 
     Returns
     -------
@@ -44,7 +45,8 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
     betas, good, failed, warnings = [], [], [], {}
     for item in items:
         try:
-            warnings[item["map_id"]] = check_map(item, decoder.projector.grid, strict)
+            found = [item.get("input_warning", ""), check_map(item, decoder.projector.grid, strict)]
+            warnings[item["map_id"]] = "; ".join(w for w in found if w)
             betas.append(decoder.project(load_item(item), name=f"{item['map_id']} ({item['source_path']})"))
             good.append(item)
         except InputError as exc:
