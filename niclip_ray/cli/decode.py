@@ -21,7 +21,7 @@ from niclip_ray.cli.console import (
     say,
 )
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt
+from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt, parse_logit_scale
 
 #: At most this many maps are decoded in this process, without starting Ray (unless --ray).
 IN_PROCESS_MAPS = 4
@@ -44,7 +44,7 @@ def decode(
     download: Annotated[bool, typer.Option("--download", help="Fetch missing collections from NeuroVault.")] = False,
     topk: TopKOpt = 10,
     logit_scale: Annotated[
-        float | None, typer.Option("--logit-scale", help="Similarity scale (default: the bundle's).")
+        float | None, typer.Option("--logit-scale", parser=parse_logit_scale, help="Similarity scale (default: the bundle's).")
     ] = None,
     hierarchical: Annotated[
         bool | None,

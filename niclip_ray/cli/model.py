@@ -10,6 +10,7 @@ from rich.table import Table
 
 from niclip_ray.cli.console import out, say
 from niclip_ray.cli.context import options
+from niclip_ray.cli.options import parse_logit_scale
 
 app = typer.Typer(help="Model bundles: import the paper's files, inspect, attach a vocabulary.", no_args_is_help=True)
 
@@ -33,7 +34,9 @@ def import_reference(
     ] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask NIfTI (the resampling grid).")] = None,
     logit_scale: Annotated[
-        float, typer.Option("--logit-scale", help="Decoding scale stored in the bundle (the paper's jobs use 20).")
+        float,
+        typer.Option("--logit-scale", parser=parse_logit_scale,
+                     help="Decoding scale stored in the bundle (the paper's jobs use 20)."),
     ] = 20.0,
     embedding_kind: Annotated[
         str | None, typer.Option("--embedding-kind", help="names, definitions or combined (default: from file name).")

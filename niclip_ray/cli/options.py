@@ -31,6 +31,20 @@ def _top_k(value: str | int) -> int | None:
     return k
 
 
+def parse_logit_scale(value: str | float) -> float:
+    """``--logit-scale``: a finite number above 0, at most :data:`~niclip_ray.model.bundle.MAX_LOGIT_SCALE`."""
+    from niclip_ray.model.bundle import logit_scale_problem
+
+    try:
+        scale = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    problem = logit_scale_problem(scale)
+    if problem:
+        raise typer.BadParameter(problem)
+    return scale
+
+
 TopKOpt = Annotated[
     int | None,
     typer.Option("--topk", "--top-k", parser=_top_k, metavar="K|all", help="Tasks and concepts kept per map, or all."),

@@ -18,6 +18,7 @@ import typer
 
 from niclip_ray.cli.console import err, say
 from niclip_ray.cli.context import options
+from niclip_ray.cli.options import parse_logit_scale
 from niclip_ray.decoding.predict import parse_bool
 
 
@@ -65,6 +66,7 @@ def predict(
         float,
         typer.Option(
             "--logit_scale", "--logit-scale",
+            parser=parse_logit_scale,
             help="Similarity scale s. 10.0 is the original CLI's default; the paper's jobs and app use 20.",
         ),
     ] = 10.0,

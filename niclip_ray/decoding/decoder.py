@@ -29,7 +29,7 @@ from niclip_ray.atlas.maps import load_map
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
 from niclip_ray.decoding.schema import RESULT_COLUMNS
 from niclip_ray.errors import ConfigError, InputError, ParameterError
-from niclip_ray.model.bundle import Bundle, load_bundle
+from niclip_ray.model.bundle import Bundle, load_bundle, logit_scale_problem
 from niclip_ray.model.vocabulary import embedding_matrix
 from niclip_ray.vectors import l2_normalise
 
@@ -105,7 +105,8 @@ class Decoder:
         Tasks and concepts kept per map (None: all). All domains are kept.
     logit_scale : float, optional
         Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
-        else the learned value). The paper's jobs use 20.
+        else the learned value). The paper's jobs use 20. A finite number above 0, at most
+        :data:`~niclip_ray.model.bundle.MAX_LOGIT_SCALE`.
     hierarchical : bool, optional
         Also give concepts and domains (noisy-OR). Default: when the bundle has an ontology.
     projector : Projector, optional
@@ -134,6 +135,8 @@ class Decoder:
 
         if topk is not None and int(topk) < 1:
             raise ParameterError("topk", f"must be at least 1 (or None for every term), got {topk}")
+        if logit_scale is not None and (problem := logit_scale_problem(logit_scale)):
+            raise ParameterError("logit_scale", problem)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         vocabulary = self.bundle.require_vocabulary()
         self.topk = None if topk is None else int(topk)
@@ -400,7 +403,8 @@ class Decoder:
         Raises
         ------
         InputError
-            A map cannot be decoded (the message names it).
+            A map cannot be decoded, or its scores are not numbers (:func:`nonfinite_maps`);
+            the message names it.
         ParameterError
             ``map_id`` does not give one distinct id per map.
         """
@@ -416,7 +420,37 @@ class Decoder:
             self.project(img, name=i if isinstance(img, nib.spatialimages.SpatialImage) else None)
             for img, i in zip(images, ids)
         ]
-        return self.decode_features(np.stack(betas) if betas else np.zeros((0, 1), np.float32), ids)
+        frame = self.decode_features(np.stack(betas) if betas else np.zeros((0, 1), np.float32), ids)
+        if problems := nonfinite_maps(frame):
+            raise InputError(next(iter(problems.values())))
+        return frame
+
+
+def nonfinite_maps(frame: pd.DataFrame) -> dict[str, str]:
+    """The maps of a decoding result whose scores are not all numbers, each with its error message.
+
+    Every row needs a finite ``prob``; task rows also a finite ``similarity``, ``likelihood``
+    and ``prior``. (A Bayes factor is infinite for a posterior of 1 and NaN for a prior of 0,
+    by definition.) Such a map has no result: its probabilities and ranks mean nothing.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`, as :meth:`Decoder.decode_features` gives.
+
+    Returns
+    -------
+    dict of str to str
+        Map id -> ``map ID: decoding gave NaN or infinite scores ...``; empty when all are numbers.
+    """
+    task = (frame["level"] == "task").to_numpy()
+    scores = frame[["similarity", "likelihood", "prior"]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(frame["prob"].to_numpy(dtype=np.float64)) | (task & ~np.isfinite(scores).all(axis=1))
+    return {
+        map_id: f"map {map_id}: decoding gave NaN or infinite scores, so it has no result (the bundle's weights "
+                "overflow on this map)"
+        for map_id in dict.fromkeys(frame.loc[bad, "map_id"])
+    }
 
 
 def _default_id(img, index: int | None = None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import shutil
 import uuid
@@ -52,6 +53,12 @@ MANIFEST = "manifest.json"
 #: (:func:`niclip_ray.features.text_fingerprint.text_model_sha256`). Older bundles lack it and
 #: are checked on ``text_model_id`` alone.
 TEXT_MODEL_SHA256 = "text_model_sha256"
+#: Largest decoding scale a bundle or ``--logit-scale`` may give. The reference decodes with 10
+#: or 20 and CLIP clamps its own scale at 100; far above, the softmax over tasks underflows
+#: (every likelihood 0) and posteriors become NaN.
+MAX_LOGIT_SCALE = 1000.0
+#: Config entries that must be whole numbers when present (they are checked against the weights).
+WHOLE_NUMBER_KEYS = ("text_dim", "image_dim", "embed_dim", "n_image_blocks", "n_text_blocks", "atlas_dim")
 
 
 @dataclass
@@ -84,7 +91,9 @@ class Bundle:
 
     def __post_init__(self) -> None:
         self.state_dict = canonical_state_dict(self.state_dict)
-        self.config = config_with_dims(self.config, checkpoint_dims(self.state_dict))
+        dims = checkpoint_dims(self.state_dict)
+        check_numbers(self.config, self.state_dict, f"bundle {self.path}" if self.path is not None else "the bundle")
+        self.config = config_with_dims(self.config, dims)
         check_parts(self.config, self.vocabulary, self.ontology)
 
     @property
@@ -104,6 +113,53 @@ class Bundle:
                 f"'niclip-ray model attach-vocabulary {where} --vocabulary vocabulary.parquet'"
             )
         return self.vocabulary
+
+
+def logit_scale_problem(value) -> str | None:
+    """What is wrong with ``value`` as a decoding scale (None when nothing is).
+
+    A scale is a finite number above 0 and at most :data:`MAX_LOGIT_SCALE`; NaN, infinite,
+    zero or negative scales give NaN probabilities or ranks in reverse.
+    """
+    if not _is_number(value):
+        return f"must be a number, got {value!r}"
+    if not 0 < value <= MAX_LOGIT_SCALE:
+        return f"must be a finite number above 0 and at most {MAX_LOGIT_SCALE:g}, got {float(value):g}"
+    return None
+
+
+def check_numbers(config: dict, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """Check a bundle's numbers: config entries in range, weights finite, a usable decoding scale.
+
+    The decoding scale is ``config['logit_scale']`` or, when that is None, the learned one
+    (:func:`logit_scale_problem`); ``dropout`` is in [0, 1); dimensions are whole numbers.
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` (the bundle) and the entry or weights at fault.
+    """
+    for key in WHOLE_NUMBER_KEYS:
+        value = config.get(key)
+        if value is not None and not (_is_number(value) and float(value).is_integer()):
+            raise InputError(f"{where}: config {key} must be a whole number, got {value!r}")
+    dropout = config.get("dropout")
+    if dropout is not None and not (_is_number(dropout) and 0 <= dropout < 1):
+        raise InputError(f"{where}: config dropout must be a number in [0, 1), got {dropout!r}")
+    bad = [key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise InputError(f"{where}: the weights {bad[:5]} hold NaN or infinite values (a diverged or damaged model)")
+    if config.get("logit_scale") is not None:
+        which, problem = "config logit_scale", logit_scale_problem(config["logit_scale"])
+    else:
+        which = "the learned logit_scale (used for decoding: the config sets none)"
+        problem = logit_scale_problem(float(state_dict[LOGIT_SCALE]))
+    if problem:
+        raise InputError(f"{where}: {which} {problem}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def config_with_dims(config: dict, dims: CheckpointDims) -> dict:
@@ -267,7 +323,8 @@ def load_bundle(path: str | Path) -> Bundle:
     Raises
     ------
     InputError
-        On a missing bundle, checksum mismatch, missing reference keys or shape mismatches.
+        On a missing bundle, checksum mismatch, missing reference keys, shape mismatches, or
+        numbers out of range (:func:`check_numbers`).
     """
     root = Path(path)
     if not root.is_dir():

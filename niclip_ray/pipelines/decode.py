@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
+from niclip_ray.decoding.decoder import Decoder, bundle_digest, nonfinite_maps, resolve_atlas
 from niclip_ray.decoding.map_files import check_map, file_stamp, load_item
 from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import InputError, ParameterError
@@ -33,8 +33,10 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
     """Decode one shard of manifest items with a ready decoder (pure; no Ray).
 
     Each map's header is checked first (:func:`~niclip_ray.decoding.map_files.check_map`):
-    its warning goes to every row of the map, or, when ``strict``, becomes its error. The
-    item's ``input_warning`` (unreadable NeuroVault metadata) is added to its rows' warning.
+    its warning goes to every row of the map, or, when ``strict``, becomes its error. A map
+    whose scores are not numbers (:func:`~niclip_ray.decoding.decoder.nonfinite_maps`) is an
+    error too, never a result. The item's ``input_warning`` (unreadable NeuroVault
+    metadata) is added to its rows' warning.
 
     Returns
     -------
@@ -56,6 +58,9 @@ def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> p
         items_done()
     betas = np.stack(betas) if betas else np.zeros((0, 1), np.float32)
     frame = decoder.decode_features(betas, [i["map_id"] for i in good])
+    nonfinite = nonfinite_maps(frame)
+    failed += [(item, nonfinite[item["map_id"]]) for item in good if item["map_id"] in nonfinite]
+    frame = frame[~frame["map_id"].isin(nonfinite)].reset_index(drop=True)
     source = {i["map_id"]: i["source_path"] for i in good}
     frame["source_path"] = frame["map_id"].map(source)
     frame["error"] = None
