@@ -214,7 +214,9 @@ def test_real_neuroquery(real_corpora, real_data):
     from sklearn.feature_extraction.text import TfidfTransformer
 
     corpus = real_corpora["neuroquery"]
-    assert (len(corpus.studies), len(corpus.coordinates), len(corpus.errors)) == (13459, 469260, 0)
+    # 16 peaks more than 50 mm outside the MNI box (table misreadings such as y = 148) are dropped
+    assert (len(corpus.studies), len(corpus.coordinates), len(corpus.errors)) == (13459, 469260 - 16, 16)
+    assert set(corpus.errors["problem"]) == {"invalid coordinate"}
     studies = corpus.studies.set_index("study_id")
     assert (studies["keywords"] != "").sum() == 13366 and (studies["title"] != "").all()
     folder = real_data / "nimare" / "neuroquery"
@@ -230,10 +232,11 @@ def test_real_neuroquery(real_corpora, real_data):
 
 def test_real_union(real_corpora):
     corpus = real_corpora["neurosynth+neuroquery"]
-    assert len(corpus.studies) == 19148 - len(corpus.errors) and len(corpus.errors) == 0
-    assert len(corpus.coordinates) == 660152
+    assert len(corpus.studies) == 19148  # 6 NeuroQuery peaks far outside the MNI box are dropped, no study
+    assert corpus.errors["problem"].tolist() == ["invalid coordinate"] * 6
+    assert len(corpus.coordinates) == 660152 - 6
     assert corpus.studies["peaks_from"].value_counts().to_dict() == {"neurosynth": 14371, "neuroquery": 4777}
-    assert corpus.coordinates["space_in"].value_counts().to_dict() == {"MNI": 524776, "TAL": 81498, "UNKNOWN": 53878}
+    assert corpus.coordinates["space_in"].value_counts().to_dict() == {"MNI": 524776 - 6, "TAL": 81498, "UNKNOWN": 53878}
     union = corpus.studies.set_index("study_id")
     neurosynth = real_corpora["neurosynth"].studies.set_index("study_id")
     neuroquery = real_corpora["neuroquery"].studies.set_index("study_id")

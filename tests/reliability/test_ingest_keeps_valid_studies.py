@@ -172,3 +172,23 @@ def test_cli_ingest_and_embed_images_exit_non_zero_on_an_empty_corpus(ray_local,
             "--atlas-dir", str(default_standin_dir(0)), "--standin"]
     assert run(argv) == 1
     assert f"corpus {out} holds no study (8 problems listed in {out / 'errors.parquet'})" in capsys.readouterr().err
+
+
+def test_coordinates_beyond_float32_or_far_outside_the_mni_box_are_dropped_on_both_sides(tmp_path):
+    coordinates = ("pmcid,table_id,x,y,z\n1,t1,-1e30,2,3\n2,t1,1,1e30,3\n3,t1,1e39,2,-1e39\n4,t1,36,148,-34\n"
+                   "5,t1,140,-176,-122\n5,t2,140.1,2,3\n"  # the limits themselves (50 mm out) are kept
+                   + "".join(f"{i},t{i}b,1,2,3\n" for i in range(1, N + 1)))
+    corpus, summary = ingest(str(pubget(tmp_path / "src", coordinates=coordinates)), tmp_path / "out")
+    assert corpus.studies["study_id"].tolist() == ids(*range(1, N + 1))  # each keeps its good peak
+    assert summary.n_peaks == N + 1
+    out_of_box = "is more than 50 mm outside the MNI152 box"
+    assert errors_of(corpus) == [  # before: -1e30 and 1e30 were kept as peaks
+        ("1001", "invalid coordinate", f"analysis 1-t1: (-1e30, 2, 3): x -1e30 {out_of_box} (x -90 to 90 mm)"),
+        ("1002", "invalid coordinate", f"analysis 2-t1: (1, 1e30, 3): y 1e30 {out_of_box} (y -126 to 90 mm)"),
+        ("1003", "invalid coordinate", "analysis 3-t1: (1e39, 2, -1e39): x 1e39 is beyond float32 (|value| > 3.4e38); "
+                                       "z -1e39 is beyond float32 (|value| > 3.4e38)"),
+        ("1004", "invalid coordinate", f"analysis 4-t1: (36, 148, -34): y 148 {out_of_box} (y -126 to 90 mm)"),
+        ("1005", "invalid coordinate", f"analysis 5-t2: (140.1, 2, 3): x 140.1 {out_of_box} (x -90 to 90 mm)"),
+    ]
+    kept = corpus.coordinates.set_index("analysis_id")
+    assert kept.loc["5-t1", ["x", "y", "z"]].tolist() == [140.0, -176.0, -122.0]
