@@ -12,6 +12,11 @@ Readers return a :class:`RawCorpus` (loose pandas frames plus the problems they 
 database that gave its peaks (``neurosynth`` or ``neuroquery``); both, and ``doi``, are
 empty when a source has none.
 
+A study id holding a control character (:mod:`niclip_ray.controls`: NUL, ESC, newline, a
+zero-width or bidirectional mark, ...) is refused: the study is moved to ``errors`` with
+its peaks, and a peak whose analysis id holds one is dropped. Error rows show such
+characters escaped (``2\\x0022``), never raw.
+
 A study needs some text (by default an abstract or a body; a reader may name other
 columns, :attr:`RawCorpus.text_columns`) and at least one valid peak; otherwise it is
 moved to ``errors`` with the reason. Individual bad peaks (missing or non-numeric values,
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from niclip_ray.controls import control_characters, escape_controls
 
 STUDY_COLUMNS = [
     "study_id", "pmid", "doi", "title", "abstract", "body", "keywords", "source", "peaks_from", "label",
@@ -68,8 +75,9 @@ class RawCorpus:
     text_columns: tuple[str, ...] = ("abstract", "body")
 
     def error(self, study_id: str, problem: str, detail: str = "") -> None:
-        """Record a problem with one study (or one of its rows)."""
-        self.errors.append({"study_id": str(study_id), "problem": problem, "detail": detail, "source": self.source})
+        """Record a problem with one study (or one of its rows); control characters are escaped."""
+        self.errors.append({"study_id": escape_controls(str(study_id)), "problem": problem,
+                            "detail": escape_controls(detail), "source": self.source})
 
 
 @dataclass
@@ -83,6 +91,25 @@ class Corpus:
 
 def _clean_text(values: pd.Series) -> pd.Series:
     return values.astype("string").fillna("").str.strip().astype(object)
+
+
+def _drop_control_ids(raw: RawCorpus, studies: pd.DataFrame, coords: pd.DataFrame):
+    """Drop studies whose id holds a control character, with their peaks, and peaks whose analysis id does."""
+    ids = pd.concat([studies["study_id"], coords["study_id"]]).drop_duplicates()
+    found = {sid: chars for sid, chars in zip(ids, ids.map(control_characters)) if chars}
+    for sid, chars in found.items():
+        n_peaks = int((coords["study_id"] == sid).sum())
+        raw.error(sid, "invalid study id", f"the id holds the control character(s) {''.join(chars)}; the study is "
+                                           f"dropped with its {n_peaks} peak(s)")
+    studies = studies.loc[~studies["study_id"].isin(found)]
+    coords = coords.loc[~coords["study_id"].isin(found)]
+    analyses = coords["analysis_id"].drop_duplicates()
+    bad = {aid: chars for aid, chars in zip(analyses, analyses.map(control_characters)) if chars}
+    for row in coords.loc[coords["analysis_id"].isin(bad)].itertuples():
+        raw.error(row.study_id, "invalid analysis id",
+                  f"analysis {row.analysis_id} holds the control character(s) {''.join(bad[row.analysis_id])}; "
+                  "its peak is dropped")
+    return studies, coords.loc[~coords["analysis_id"].isin(bad)]
 
 
 def _drop_duplicates(raw: RawCorpus, studies: pd.DataFrame, coords: pd.DataFrame):
@@ -165,6 +192,7 @@ def validate(raw: RawCorpus) -> Corpus:
         coords["space_in"] = "MNI"
     coords["space_in"] = coords["space_in"].astype("string").fillna("UNKNOWN").astype(object)
 
+    studies, coords = _drop_control_ids(raw, studies, coords)
     studies, coords = _drop_duplicates(raw, studies, coords)
     coords = _check_coordinates(raw, coords)
 

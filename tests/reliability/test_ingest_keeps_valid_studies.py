@@ -192,3 +192,27 @@ def test_coordinates_beyond_float32_or_far_outside_the_mni_box_are_dropped_on_bo
     ]
     kept = corpus.coordinates.set_index("analysis_id")
     assert kept.loc["5-t1", ["x", "y", "z"]].tolist() == [140.0, -176.0, -122.0]
+
+
+def test_control_characters_in_ids_drop_the_study_and_are_printed_escaped(tmp_path, capsys):
+    metadata = ("pmcid,pmid,title\n" + "".join(f"{i},{1000 + i},Title {i}\n" for i in range(1, N + 1))
+                ).replace("1002,", "2\x0022,").replace("1005,", "10\x1b[2J05,")
+    coordinates = ("pmcid,table_id,x,y,z\n" + "".join(f"{i},t{i},{i},-{i},{2 * i}\n" for i in range(1, N + 1))
+                   + "3,t\u202e9,1,2,3\n")
+    src = pubget(tmp_path / "src", metadata=metadata, coordinates=coordinates)
+    assert run(["corpus", "ingest", str(src), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().err
+    assert "\x00" not in printed and "\x1b" not in printed and "\u202e" not in printed  # before: raw on stderr
+    assert "warning: study 2\\x0022: invalid study id (the id holds the control character(s) \\x00; the study " \
+           "is dropped with its 1 peak(s))" in printed
+    corpus = load_corpus(tmp_path / "out")
+    assert corpus.studies["study_id"].tolist() == ids(1, 3, 4, 6, 7, 8)  # before: '2\x0022' was a study
+    assert errors_of(corpus) == [
+        ("2\\x0022", "invalid study id", "the id holds the control character(s) \\x00; the study is dropped with "
+                                        "its 1 peak(s)"),
+        ("10\\x1b[2J05", "invalid study id", "the id holds the control character(s) \\x1b; the study is dropped "
+                                            "with its 1 peak(s)"),
+        ("1003", "invalid analysis id", "analysis 3-t\\u202e9 holds the control character(s) \\u202e; its peak is "
+                                        "dropped"),
+    ]
+    assert corpus.coordinates["analysis_id"].tolist() == ["1-t1", "3-t3", "4-t4", "6-t6", "7-t7", "8-t8"]
