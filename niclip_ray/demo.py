@@ -18,7 +18,6 @@ Stages (each skipped or resumed when its output already exists, so a rerun is ch
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_csv, write_json
 from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.ingest import read_source, write_corpus
 from niclip_ray.corpus.schema import validate
@@ -215,7 +215,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
 
     out = Path(settings.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
+    write_json(out / "settings.json", asdict(settings), indent=2, default=str)
     paths = {"corpus": stage_corpus(settings, say), "atlas": stage_atlas(settings, say)}
     ontology = load_ontology("builtin")
     paths.update(features=out / "features", train=out / "train", maps=out / "maps", decode=out / "decode",
@@ -308,7 +308,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
         ],
         ignore_index=True,
     )
-    known.to_csv(paths["evaluation"] / "known_answer.csv", index=False, float_format=CSV_FLOAT_FORMAT)
+    write_csv(paths["evaluation"] / "known_answer.csv", known, float_format=CSV_FLOAT_FORMAT)
     retrieval = evaluate_retrieval(Index(paths["index"], bundle_path, atlas_dir=paths["atlas"], seed=settings.seed),
                                    paths["corpus"], paths["features"] / "text",
                                    n_permutations=settings.permutations, seed=settings.seed)

@@ -15,6 +15,10 @@ class ConfigError(NiclipError):
     """A configuration (cluster.yaml, run config, address) is invalid or unreachable."""
 
 
+class OutputError(NiclipError):
+    """An output file or directory cannot be written (disk full, over quota, read-only, not a directory)."""
+
+
 class StageFailed(NiclipError):
     """A pipeline stage finished with failed shards; finished work was kept."""
 

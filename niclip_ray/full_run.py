@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_csv, write_json
 from niclip_ray.corpus import load_corpus
 from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT
 
@@ -134,7 +135,7 @@ def stage_corpora(settings: FullSettings, say: Say) -> tuple[Path, Path]:
     say(summary.line())
     matches = heldout_matches(corpus.studies, load_corpus(heldout_dir).studies)
     train_dir.mkdir(parents=True, exist_ok=True)
-    matches.to_csv(train_dir / "exclusions.csv", index=False)
+    write_csv(train_dir / "exclusions.csv", matches)
     corpus = drop_studies(corpus, matches["study_id"])
     say(f"corpus: {matches['study_id'].nunique()} studies are held-out studies "
         f"({', '.join(f'{n} by {k}' for k, n in matches['matched_by'].value_counts().items())}); removed")
@@ -356,7 +357,7 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
     out = Path(settings.out_dir).resolve()
     settings = replace(settings, out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
+    write_json(out / "settings.json", asdict(settings), indent=2, default=str)
     times_file = out / "evaluation" / "times.json"
     # seconds spent per stage over every run into this directory (a resumed stage adds little)
     times: dict[str, float] = json.loads(times_file.read_text()) if times_file.is_file() else {}
@@ -418,8 +419,8 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
                 target = out / "evaluation" / key
                 target.mkdir(parents=True, exist_ok=True)
                 for table_name, table in {**result, "headline": headlines[key]}.items():
-                    table.to_csv(target / f"{table_name}.csv", index=False, float_format=CSV_FLOAT_FORMAT)
-    times_file.write_text(json.dumps(times, indent=2))
+                    write_csv(target / f"{table_name}.csv", table, float_format=CSV_FLOAT_FORMAT)
+    write_json(times_file, times, indent=2)
     report = write_full_report(settings, tables, headlines, retrieval, maps, map_labels, models, atlas_dir, times)
     say(f"report: {report}")
     return FullResult(report, headlines, times, {"corpus": corpus_dir, "heldout": heldout_dir, "maps": out / "maps"})

@@ -12,13 +12,13 @@ when a column is converted; the schema is checked before any data is read.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from niclip_ray.atomic import replacing
 from niclip_ray.errors import InputError
 
 #: Extension types an input may hold: only the tensor type :func:`tensor_array` writes.
@@ -73,20 +73,14 @@ def tensor_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` through a temporary name and an atomic rename.
+    """Write ``table`` to ``path`` through a temporary name and an atomic rename (:func:`~niclip_ray.atomic.replacing`).
 
     A reader never sees a half-written file, and a killed writer leaves only a hidden
     temporary file that the next run ignores.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with replacing(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def is_complete_parquet(path: str | os.PathLike) -> bool:

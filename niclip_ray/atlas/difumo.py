@@ -41,6 +41,7 @@ from niclip_ray.atlas.cache import (
     standin_seed,
 )
 from niclip_ray.atlas.mask import brain_mask_grid
+from niclip_ray.atomic import replacing, write_csv, write_text
 from niclip_ray.errors import ConfigError, ParameterError
 
 LABEL_COLUMNS = ["Component", "Difumo_names", "Yeo_networks7", "Yeo_networks17", "GM", "WM", "CSF"]
@@ -230,15 +231,11 @@ def build_standin(out_dir: str | os.PathLike, dim: int, seed: int = 0) -> Path:
         data[..., k] = grid.unmask(volume)
     img = nib.Nifti1Image(data, grid.affine)
     img.header.set_xyzt_units("mm")
-    maps_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = maps_path.with_name(f".maps.{os.getpid()}.nii.gz")
-    nib.save(img, tmp)
-    os.replace(tmp, maps_path)
-    labels_path = root / str(dim) / f"labels_{dim}_dictionary.csv"
-    _standin_labels(dim).to_csv(labels_path.with_name(f".labels.{os.getpid()}.csv"), index=False)
-    os.replace(labels_path.with_name(f".labels.{os.getpid()}.csv"), labels_path)
+    with replacing(maps_path) as tmp:
+        nib.save(img, tmp)
+    write_csv(root / str(dim) / f"labels_{dim}_dictionary.csv", _standin_labels(dim))
     if not readme.is_file():
-        readme.write_text(_readme(seed))
+        write_text(readme, _readme(seed))
     return maps_path
 
 

@@ -42,6 +42,7 @@ from niclip_ray.atlas.difumo import Atlas, atlas_cache_root
 from niclip_ray.atlas.maps import iter_volumes, load_map
 from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
 from niclip_ray.atlas.resample import SamplerCache, on_grid, resample_volume
+from niclip_ray.atomic import replacing
 from niclip_ray.errors import ConfigError
 
 
@@ -147,10 +148,8 @@ def cached_atlas_matrix(
         except (OSError, ValueError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # unreadable: rebuild it
     matrix = atlas_matrix(maps_path, grid, interpolation)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{path.stem}.{os.getpid()}.tmp.npz"
-    sp.save_npz(tmp, matrix, compressed=False)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        sp.save_npz(tmp, matrix, compressed=False)
     return matrix
 
 

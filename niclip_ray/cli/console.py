@@ -88,8 +88,18 @@ def fail_if_any_failed(summary, unit: str) -> None:
         raise StageFailed(f"{summary.n_failed_items} of {summary.n_items} {unit} failed (--fail-on-error)")
 
 
+def check_shards(summary) -> None:
+    """Print each failed shard and raise :class:`StageFailed` when any failed (work is kept)."""
+    from niclip_ray.errors import StageFailed
+
+    for shard_id, message in sorted(summary.failed_shards.items()):
+        err.print(f"warning: shard {shard_id} failed: {message}", markup=False)
+    if summary.failed_shards:
+        raise StageFailed(f"{summary.line()}; rerun the same command to retry them")
+
+
 def report_stage(summary, *, quiet: bool = False) -> None:
-    """Print a stage summary; raise :class:`StageFailed` when shards failed (work is kept).
+    """Print a stage summary; raise :class:`StageFailed` when shards failed (:func:`check_shards`).
 
     Parameters
     ----------
@@ -97,12 +107,7 @@ def report_stage(summary, *, quiet: bool = False) -> None:
     quiet : bool
         Print the summary line only when something failed.
     """
-    from niclip_ray.errors import StageFailed
-
-    for shard_id, message in sorted(summary.failed_shards.items()):
-        err.print(f"warning: shard {shard_id} failed: {message}", markup=False)
-    if summary.failed_shards:
-        raise StageFailed(f"{summary.line()}; rerun the same command to retry them")
+    check_shards(summary)
     say(summary.line(), quiet=quiet)
 
 

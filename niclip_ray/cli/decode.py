@@ -13,11 +13,11 @@ from niclip_ray.cli.console import (
     PLAIN_EVERY_S,
     SHOW_MAPS,
     ItemProgress,
+    check_shards,
     err,
     fail_if_any_failed,
     print_map,
     report_failures,
-    report_stage,
     say,
 )
 from niclip_ray.cli.context import options
@@ -104,7 +104,7 @@ def decode(
         with ray_session(opts.ray_options(), log_dir=out_dir / "logs"), \
                 ItemProgress("decode", len(items), "maps", quiet=opts.quiet, every_s=PLAIN_EVERY_S) as progress:
             summary = stage.run(items, model, out_dir / "decode", on_items=progress.on_items, **settings)
-    report_stage(summary, quiet=opts.quiet)
+    check_shards(summary)
     results = read_parts(out_dir / "decode").to_pandas()
     failed = results[results["error"].notna()]
     for row in failed.head(10).itertuples():
@@ -121,8 +121,9 @@ def decode(
     atlas_ids = sorted(set(decoded["atlas_id"]))
     if any("standin" in a for a in atlas_ids):
         err.print(f"note: maps were projected on a stand-in atlas ({', '.join(atlas_ids)}), not DiFuMo", markup=False)
+    written = write_csvs(results, out_dir / "csv") if csv else []
+    say(summary.line(), quiet=opts.quiet)  # once every file is written
     if csv:
-        written = write_csvs(results, out_dir / "csv")
         say(f"{sum(p.is_file() for p in written)} CSV files -> {out_dir / 'csv'}", quiet=opts.quiet)
     map_ids = sorted(set(decoded["map_id"]))
     if len(map_ids) <= SHOW_MAPS:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from niclip_ray import __version__
+from niclip_ray.atomic import STORAGE_ERRNOS, storage_message
 from niclip_ray.cli.atlas import app as atlas_app
 from niclip_ray.cli.baselines import app as baselines_app
 from niclip_ray.cli.cluster import app as cluster_app
@@ -34,7 +35,7 @@ from niclip_ray.cli.serve import app as serve_app
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
-from niclip_ray.errors import NiclipError
+from niclip_ray.errors import NiclipError, OutputError
 
 app = typer.Typer(
     name="niclip-ray",
@@ -123,7 +124,10 @@ def run(argv: list[str] | None = None) -> int:
         _report(exc, opts.verbose)
         return exc.exit_code
     except Exception as exc:  # anything unexpected: still one line, traceback on --verbose
-        _report(exc, opts.verbose, prefix=f"unexpected {type(exc).__name__}: ")
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:  # a full or read-only disk, outside the writers
+            _report(OutputError(storage_message(exc, None)), opts.verbose)
+        else:
+            _report(exc, opts.verbose, prefix=f"unexpected {type(exc).__name__}: ")
         return 1
 
 

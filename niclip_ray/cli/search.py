@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from niclip_ray.atomic import write_csv
 from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt
@@ -81,9 +82,8 @@ def image(
     found = results[results["error"] == ""]
     if found.empty:
         raise InputError(f"none of the {len(items)} maps could be searched")
-    out_dir.mkdir(parents=True, exist_ok=True)
     found = found.assign(rank=found["rank"].astype(int))[RESULT_COLUMNS]
-    found.to_csv(out_dir / "matches.csv", index=False)
+    write_csv(out_dir / "matches.csv", found)
     for query in sorted(set(found["query"]))[:3]:
         print_matches(query, found[found["query"] == query])
     say(f"{len(found)} matches of {found['query'].nunique()} maps -> {out_dir / 'matches.csv'}", quiet=opts.quiet)
@@ -124,6 +124,6 @@ def text(
     match = Index(index, model, atlas_dir=atlas_dir).search_text(query, top_k, against)
     nifti, png = save_map(match.image, out_path, query[:60])
     table_path = png.with_suffix(".csv")
-    match.studies[RESULT_COLUMNS].to_csv(table_path, index=False)
+    write_csv(table_path, match.studies[RESULT_COLUMNS])
     print_matches(query[:60], match.studies)
     say(f"map -> {nifti} (+ {png.name}); studies -> {table_path}", quiet=opts.quiet)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from niclip_ray.atomic import write_json
 from niclip_ray.corpus import literature, neurostore, nimare_sources, pubget
 from niclip_ray.corpus.schema import TEXT_COLUMNS, Corpus, RawCorpus, validate
 from niclip_ray.errors import InputError, ParameterError
@@ -104,7 +104,7 @@ def write_corpus(corpus: Corpus, out_dir: str | Path, source: str) -> IngestSumm
         n_with_body=int((corpus.studies["body"] != "").sum()),
         n_with_keywords=int((corpus.studies["keywords"] != "").sum()),
     )
-    (out_dir / "corpus.json").write_text(json.dumps({"source": source, **_counts(summary)}, indent=2))
+    write_json(out_dir / "corpus.json", {"source": source, **_counts(summary)}, indent=2)
     return summary
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_csv
 from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT
 
 
@@ -71,6 +72,6 @@ def write_csvs(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for map_id, rows in ok.groupby("map_id", sort=True):
         for level, table in reference_tables(rows).items():
             path = out_dir / f"{names[str(map_id)]}_{level}_predictions.csv"
-            table.to_csv(path, index=False, float_format=CSV_FLOAT_FORMAT)
+            write_csv(path, table, float_format=CSV_FLOAT_FORMAT)
             written.append(path)
     return sorted(written)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_csv
 from niclip_ray.decoding.export import reference_tables
 from niclip_ray.errors import InputError, ParameterError
 
@@ -138,12 +139,12 @@ def write_predictions(result: pd.DataFrame, directory: str | os.PathLike, prefix
     tables = reference_tables(result)
     if not hierarchical:
         path = directory / f"{prefix}_predictions.csv"
-        tables["task"].to_csv(path, index=False)
+        write_csv(path, tables["task"])
         return [path]
     written = []
     for level, tag in LEVEL_TAGS.items():
         path = directory / f"{prefix}_{tag}_predictions.csv"
-        tables[level].to_csv(path, index=False)
+        write_csv(path, tables[level])
         written.append(path)
     return written
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from niclip_ray.atomic import write_csv
 from niclip_ray.decoding.schema import CSV_FLOAT_FORMAT, LEVELS
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.evaluation import null as nulls
@@ -242,5 +243,5 @@ def write_results(result: EvaluationResult, out_dir: str | Path, dataset: str = 
         "per_term": out_dir / f"{stem}_per-term.csv",
     }
     for key, table in (("summary", result.summary), ("details", result.details), ("per_term", result.per_term)):
-        table.to_csv(paths[key], index=False, float_format=CSV_FLOAT_FORMAT)
+        write_csv(paths[key], table, float_format=CSV_FLOAT_FORMAT)
     return paths

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 
 from niclip_ray.atlas.mask import load_brain_mask
+from niclip_ray.atomic import replacing
 from niclip_ray.corpus import load_corpus
 from niclip_ray.features.mkda import study_map
 
@@ -27,6 +28,7 @@ def write_study_maps(corpus_dir: Path, study_ids: list[str], out_dir: Path) -> d
             flat[indices] = values
             volume = np.zeros(inside.shape, dtype=np.float32)
             volume[inside] = flat
-            nib.save(nib.Nifti1Image(volume, mask.affine), path)
+            with replacing(path) as tmp:
+                nib.save(nib.Nifti1Image(volume, mask.affine), tmp)
         paths[f"study-{sid}"] = path
     return paths

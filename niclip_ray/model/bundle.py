@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from niclip_ray.atomic import storage_errors, temporary_name, write_json
 from niclip_ray.errors import InputError
 from niclip_ray.model.checkpoint import (
     LOGIT_SCALE,
@@ -216,9 +217,7 @@ def _bundle_files(root: Path) -> list[Path]:
 
 def _write_manifest(root: Path) -> dict[str, str]:
     sums = {p.relative_to(root).as_posix(): _sha256(p) for p in _bundle_files(root)}
-    tmp = root / f".{MANIFEST}.{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps({"format": FORMAT, "version": 1, "sha256": sums}, indent=2, sort_keys=True))
-    os.replace(tmp, root / MANIFEST)
+    write_json(root / MANIFEST, {"format": FORMAT, "version": 1, "sha256": sums}, indent=2, sort_keys=True)
     return sums
 
 
@@ -296,24 +295,25 @@ def save_bundle(
         raise InputError(f"{out_dir} exists and is not a model bundle; choose an empty or new directory")
     bundle = Bundle(state_dict, dict(config), vocabulary, ontology)  # validates and canonicalises before writing
     config = {"format": FORMAT, "version": 1, **bundle.config}
-    staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.tmp")
-    staging.mkdir(parents=True)
-    try:
-        save_file(_tensors_for_safetensors(bundle.state_dict), str(staging / WEIGHTS))
-        if mask_file is not None:
-            shutil.copyfile(mask_file, staging / MASK)
-            config["mask"] = MASK
-        (staging / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
-        if vocabulary is not None:
-            write_vocabulary(vocabulary, staging / VOCABULARY)
-        if ontology is not None:
-            save_ontology(ontology, staging / ONTOLOGY)
-        _write_manifest(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    staging = temporary_name(out_dir)  # the whole bundle is written there, then renamed
+    with storage_errors(out_dir):
+        staging.mkdir(parents=True)
+        try:
+            save_file(_tensors_for_safetensors(bundle.state_dict), str(staging / WEIGHTS))
+            if mask_file is not None:
+                shutil.copyfile(mask_file, staging / MASK)
+                config["mask"] = MASK
+            write_json(staging / CONFIG, config, indent=2, sort_keys=True, default=_json_default)
+            if vocabulary is not None:
+                write_vocabulary(vocabulary, staging / VOCABULARY)
+            if ontology is not None:
+                save_ontology(ontology, staging / ONTOLOGY)
+            _write_manifest(staging)
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

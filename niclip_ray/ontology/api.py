@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_csv, write_json
 from niclip_ray.errors import InputError
 from niclip_ray.ontology.reference import CONCEPT_GLOB, FULL_RELATIONS, TASK_GLOB
 
@@ -98,8 +99,8 @@ def fetch_snapshot(
         for name, data in (("task", tasks), ("concept", concepts)):
             if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
                 raise InputError(f"the Cognitive Atlas API returned no {name} list")
-        _write_json(cache_dir / f"task_snapshot-{stamp}.json", tasks)
-        _write_json(cache_dir / f"concept_extended_snapshot-{stamp}.json", concepts)
+        write_json(cache_dir / f"task_snapshot-{stamp}.json", tasks)
+        write_json(cache_dir / f"concept_extended_snapshot-{stamp}.json", concepts)
     if relations and not (cache_dir / FULL_RELATIONS).is_file():
         task_file = sorted(cache_dir.glob(TASK_GLOB))[-1]
         task_ids = [str(t["id"]) for t in json.loads(task_file.read_text()) if t.get("id")]
@@ -107,13 +108,6 @@ def fetch_snapshot(
             details = list(pool.map(lambda tid: _get(get_json, f"{API}/task?id={tid}"), task_ids))
         rows = [(c, t) for t, detail in zip(task_ids, details) for c in _task_concepts(detail)]
         frame = pd.DataFrame(rows, columns=["id", "measuredBy"])  # concept measuredBy task, as the reference
-        tmp = cache_dir / f".{FULL_RELATIONS}.tmp"
-        frame.to_csv(tmp, index=False)
-        tmp.replace(cache_dir / FULL_RELATIONS)
+        write_csv(cache_dir / FULL_RELATIONS, frame)
     return cache_dir
 
-
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)

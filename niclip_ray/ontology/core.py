@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from niclip_ray.atomic import write_csv, write_json
 from niclip_ray.errors import InputError
 
 FORMAT = "niclip-ontology"
@@ -142,12 +143,11 @@ def save_ontology(ontology: Ontology, out_dir: str | Path) -> Path:
     """Write ``ontology`` in the native layout and return the directory."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ontology.tasks[["task_id", "name", "definition"]].to_csv(out_dir / "tasks.csv", index=False)
-    ontology.concepts[["concept_id", "name", "definition", "domain_id"]].to_csv(out_dir / "concepts.csv", index=False)
-    ontology.domains[["domain_id", "name"]].to_csv(out_dir / "domains.csv", index=False)
-    ontology.task_concepts[["task_id", "concept_id"]].to_csv(out_dir / "task_concepts.csv", index=False)
-    meta = {"format": FORMAT, "version": 1, **ontology.meta}
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    write_csv(out_dir / "tasks.csv", ontology.tasks[["task_id", "name", "definition"]])
+    write_csv(out_dir / "concepts.csv", ontology.concepts[["concept_id", "name", "definition", "domain_id"]])
+    write_csv(out_dir / "domains.csv", ontology.domains[["domain_id", "name"]])
+    write_csv(out_dir / "task_concepts.csv", ontology.task_concepts[["task_id", "concept_id"]])
+    write_json(out_dir / META_FILE, {"format": FORMAT, "version": 1, **ontology.meta}, indent=2, sort_keys=True)
     return out_dir
 
 

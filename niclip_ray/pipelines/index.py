@@ -13,12 +13,12 @@ one :class:`~niclip_ray.retrieval.index.Index`; a bad map becomes one error row.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 
 import pyarrow as pa
 
+from niclip_ray.atomic import write_json
 from niclip_ray.decoding.decoder import bundle_digest
 from niclip_ray.decoding.map_files import load_item
 from niclip_ray.errors import InputError, ParameterError
@@ -124,9 +124,7 @@ def run(
         num_actors=num_actors,
     )
     if not summary.failed_shards:
-        tmp = Path(out_dir) / f".{INDEX_META}.{os.getpid()}"
-        tmp.write_text(json.dumps({**meta, "n_studies": summary.n_ok_rows}, indent=2))
-        os.replace(tmp, Path(out_dir) / INDEX_META)
+        write_json(Path(out_dir) / INDEX_META, {**meta, "n_studies": summary.n_ok_rows}, indent=2)
     return summary
 
 

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from niclip_ray._docs import fill_doc
+from niclip_ray.atomic import make_dir, write_json
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.pipelines.tally import TALLY_NAME, Sink, counting_items, file_sink, follow_tally
 from niclip_ray.tables import is_complete_parquet, write_parquet_atomic
@@ -96,13 +97,6 @@ def shard_digests(shards: list[list[dict]], key: str) -> tuple[list[str], dict[s
         listing = "\x1e".join(f"{item[key]}\x1f{items[str(item[key])]}" for item in shard)
         digests.append(hashlib.sha256(listing.encode()).hexdigest()[:16])
     return digests, items
-
-
-def write_json_atomic(value: dict, path: Path) -> None:
-    """Write JSON under a temporary name and rename it, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def read_manifest(out_dir: Path) -> dict | None:
@@ -180,9 +174,11 @@ def check_stage_dir(
         if int(extra.stem.split("-")[1]) >= len(shards):  # the input shrank: those rows are gone
             extra.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        {"stage": stage, "params": params, "key": key, "shards": digests, "items": items},
+    write_json(
         out_dir / MANIFEST_NAME,
+        {"stage": stage, "params": params, "key": key, "shards": digests, "items": items},
+        indent=2,
+        default=str,
     )
     return changed
 
@@ -198,8 +194,10 @@ def stage_lock(out_dir: Path) -> Iterator[None]:
     ------
     InputError
         When another run holds the lock, naming its process.
+    ParameterError
+        When ``out_dir`` or a parent of it is a file.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     path = out_dir / LOCK_NAME
     with open(path, "a+") as handle:
         try:

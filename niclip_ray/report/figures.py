@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from niclip_ray.atomic import replacing
 from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError
 
@@ -79,7 +80,8 @@ def plot_map(img: str | os.PathLike | nib.Nifti1Image, title: str, path: str | o
                           threshold=threshold)
             caption = (f"Voxels with |value| below {threshold:.3g} (the {SIGNED_PERCENTILE:g}th percentile of |value| "
                        "over the map's non-zero voxels) are hidden; positive red, negative blue.")
-        figure.savefig(path, dpi=90)
+        with replacing(path) as tmp:
+            figure.savefig(tmp, dpi=90)
     finally:
         plt.close(figure)
     return MapFigure(Path(path), kind, threshold, caption)
@@ -127,7 +129,8 @@ def plot_curves(curves: pd.DataFrame, path: str | os.PathLike) -> Path:
         axes.set_ylabel("InfoNCE loss")
         axes.legend(fontsize="small", ncol=2)
         figure.tight_layout()
-        figure.savefig(path, dpi=90)
+        with replacing(path) as tmp:
+            figure.savefig(tmp, dpi=90)
     finally:
         plt.close(figure)
     return Path(path)
@@ -154,7 +157,8 @@ def plot_metrics(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
         axes.set_ylim(0, 1.05)
         axes.legend(fontsize="small")
         figure.tight_layout()
-        figure.savefig(path, dpi=90)
+        with replacing(path) as tmp:
+            figure.savefig(tmp, dpi=90)
     finally:
         plt.close(figure)
     return Path(path)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from niclip_ray import __version__
+from niclip_ray.atomic import write_text
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import load_truth
 from niclip_ray.report import figures
@@ -303,8 +304,4 @@ def write_report(
         curves_png=None if curves is None or curves.empty else _data_uri(figures.plot_curves(curves, out / "curves.png")),
         methods=[p.strip() for p in methods.split("\n\n") if p.strip()], references=cited_references(methods),
     )
-    path = out / REPORT_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(out / REPORT_NAME, page)

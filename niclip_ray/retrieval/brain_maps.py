@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from niclip_ray.atlas.difumo import Atlas
 from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
+from niclip_ray.atomic import replacing
 
 
 class MapBuilder:
@@ -60,8 +61,8 @@ def save_map(img: nib.Nifti1Image, path: str | os.PathLike, title: str) -> tuple
     from niclip_ray.report.figures import plot_map
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, path)
+    with replacing(path) as tmp:
+        nib.save(img, tmp)
     png = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".png")
     plot_map(img, title, png)
     return path, png

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from niclip_ray.atomic import write_csv
 from niclip_ray.errors import InputError
 from niclip_ray.vectors import l2_normalise
 
@@ -117,9 +118,9 @@ class RetrievalEvaluation:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / f"retrieval_{name}.csv" for name in ("image_to_text", "map_correlations", "paired_tests")]
-        pd.DataFrame([self.image_to_text]).to_csv(paths[0], index=False)
-        self.map_correlations.to_csv(paths[1], index=False)
-        self.paired_tests.assign(ridge_alpha=self.ridge_alpha).to_csv(paths[2], index=False)
+        write_csv(paths[0], pd.DataFrame([self.image_to_text]))
+        write_csv(paths[1], self.map_correlations)
+        write_csv(paths[2], self.paired_tests.assign(ridge_alpha=self.ridge_alpha))
         return paths
 
     @classmethod

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from niclip_ray.atomic import write_json
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text_fingerprint import text_model_sha256
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256
@@ -82,12 +83,12 @@ def _check_resumable(out_dir: Path, identity: dict) -> None:
                 "use a new one, or the same settings to resume it",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=2))
+    write_json(path, identity, indent=2)
 
 
 def _write_splits(out_dir: Path, pairs: PairedFeatures, splits: list[FoldSplit]) -> None:
     payload = {"study_ids": pairs.study_ids, "folds": [{"fold": s.fold, **s.as_dict()} for s in splits]}
-    (out_dir / "splits.json").write_text(json.dumps(payload))
+    write_json(out_dir / "splits.json", payload)
 
 
 def train_cross_validated(
@@ -122,7 +123,7 @@ def train_cross_validated(
         pairs.images, pairs.texts, splits, config, scaling, out_dir / RUNS, max_concurrent_folds, print_epochs
     )
     summaries = [fold_summary(o) for o in outcomes]
-    (out_dir / "metrics.json").write_text(json.dumps({"folds": summaries}, indent=2))
+    write_json(out_dir / "metrics.json", {"folds": summaries}, indent=2)
     chosen = min(outcomes, key=lambda o: o.history[o.best_epoch]["val_loss"])
     split = splits[chosen.fold]
     ids = pairs.study_ids

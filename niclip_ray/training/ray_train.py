@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from niclip_ray.atomic import write_text
 from niclip_ray.errors import ConfigError
 from niclip_ray.model import CLIP
 from niclip_ray.model.checkpoint import read_torch_file
@@ -111,11 +112,8 @@ def _restore(checkpoint, model: CLIP, optimizer: torch.optim.Optimizer) -> list[
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    """Rewrite metrics.jsonl from the checkpointed log (drops epochs lost in a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        for row in history:
-            fh.write(json.dumps(row) + "\n")
+    """Rewrite metrics.jsonl whole from the log so far (drops epochs lost in a crash)."""
+    write_text(path, "".join(json.dumps(row) + "\n" for row in history))
 
 
 def _epoch_line(fold: int, row: dict) -> str:
@@ -167,8 +165,7 @@ def train_loop_per_worker(config: dict) -> None:
                 state = {"model": end.model.state_dict(), "optimizer": optimizer.state_dict(), "history": history}
                 torch.save(state, Path(tmp) / STATE_FILE)
                 saved = ray.train.Checkpoint.from_directory(tmp)
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                _write_history(metrics_path, history)
                 if config["print_epochs"]:  # not print(): Ray Train's patched print logs it twice
                     sys.stdout.write(_epoch_line(config["fold"], row) + "\n")
                     sys.stdout.flush()

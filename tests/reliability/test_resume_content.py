@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from niclip_ray.atomic import write_json
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines import images
 from niclip_ray.pipelines.shards import (
@@ -27,7 +28,6 @@ from niclip_ray.pipelines.shards import (
     run_stage,
     shard_path,
     stage_lock,
-    write_json_atomic,
 )
 from niclip_ray.tables import read_parts
 
@@ -110,14 +110,14 @@ def test_a_damaged_manifest_names_the_file_and_the_way_out(tmp_path, content):
 
 def test_the_manifest_is_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / MANIFEST_NAME
-    write_json_atomic({"stage": "toy", "params": {}}, path)
+    write_json(path, {"stage": "toy", "params": {}})
 
     def crash(*args):
         raise OSError("killed while writing")
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        write_json_atomic({"stage": "other", "params": {"p": 1}}, path)
+        write_json(path, {"stage": "other", "params": {"p": 1}})
     assert json.loads(path.read_text()) == {"stage": "toy", "params": {}}  # the old one, whole
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from niclip_ray.atomic import make_dir
 from niclip_ray.cli.console import report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.embed.images import images
@@ -49,6 +50,7 @@ def both(
         return
     if corpus is None or out_dir is None:
         raise InputError("embed needs --corpus and --out (or a sub-command: images, text)")
+    make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     opts = options(ctx)
     with ray_session(opts.ray_options()):
         image_summary, text_summary = features.run(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from niclip_ray.atlas.difumo import load_atlas
+from niclip_ray.atomic import make_dir
 from niclip_ray.cli.console import PLAIN_EVERY_S, ItemProgress, err, fail_if_any_failed, report_failures, report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, FailOnErrorOpt, StageOutOpt, StudyShardOpt
@@ -33,7 +34,7 @@ def images(
     Example: niclip-ray embed images --corpus work/corpus --out work/features/images --dim 512
     """
     opts = options(ctx)
-
+    make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     atlas = load_atlas(dim, data_dir=atlas_dir, allow_standin=standin)
     if atlas.standin:
         err.print(

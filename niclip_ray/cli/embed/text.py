@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from niclip_ray.atomic import make_dir
 from niclip_ray.cli.console import PLAIN_EVERY_S, ItemProgress, fail_if_any_failed, report_failures, report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import (
@@ -48,7 +49,7 @@ def text(
     --out work/features/text
     """
     opts = options(ctx)
-
+    make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     with ray_session(opts.ray_options()), ItemProgress("text", 0, "studies", quiet=opts.quiet,
                                                        every_s=PLAIN_EVERY_S) as progress:
         summary = text_stage.run(
