@@ -7,8 +7,11 @@ Every command that needs Ray goes through :func:`ray_session`; pipelines never c
   store sized to the machine. ``address="local"`` ignores a stale
   ``/tmp/ray/ray_current_cluster``, which would otherwise make a bare ``ray.init`` try to
   join a dead cluster. Every process of it (gcs, raylet, workers, agents, metrics
-  endpoints) listens on 127.0.0.1 only; its files live in a temporary directory of its
-  own, removed when the command ends; its auth token file is readable by the owner only.
+  endpoints, Serve replicas) listens on 127.0.0.1 only; its files live in a temporary
+  directory of its own (mode 0700; Ray's own is inside), removed when the command ends, and those of runs that
+  were killed are removed by the next start (:mod:`niclip_ray.runtime.private`); its auth
+  token file is readable by the owner only. A start that times out on a loaded machine is
+  tried again (:func:`start_embedded`).
 * connect: ``--address`` or ``RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``ray://...``). This is
   also how the command runs *inside* a submitted Ray Job, where Ray sets ``RAY_ADDRESS``.
 * already running: a caller (a test fixture, a notebook) started Ray; it is used as is
@@ -29,9 +32,7 @@ import re
 import shutil
 import socket
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ from pathlib import Path
 
 from niclip_ray.errors import ConfigError
 from niclip_ray.runtime.auth import apply_client_auth, ensure_private_token
+from niclip_ray.runtime.private import (
+    LOOPBACK,
+    RAY_SUBDIR,
+    bind_grpc_to_loopback,
+    embedded_temp_dir,
+    loopback_node_ip,
+    remove_stale_temp_dirs,
+    remove_temp_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,11 @@ WAIT_FOR_ACTORS_S = float(os.environ.get("NICLIP_WAIT_FOR_ACTORS_S", 600))
 #: Seconds without any progress after which a Ray Data job fails instead of hanging.
 NO_PROGRESS_TIMEOUT_S = float(os.environ.get("NICLIP_NO_PROGRESS_TIMEOUT_S", 1800))
 _MIB = 2**20
+#: Attempts at starting the embedded Ray when a start times out (``NICLIP_RAY_START_ATTEMPTS``).
+START_ATTEMPTS = max(1, int(os.environ.get("NICLIP_RAY_START_ATTEMPTS", 2)))
+#: Seconds the embedded Ray's start waits for its GCS server (``NICLIP_RAY_START_TIMEOUT_S``;
+#: Ray's own default is 30, short for a loaded 2-CPU machine).
+START_TIMEOUT_S = float(os.environ.get("NICLIP_RAY_START_TIMEOUT_S", 120))
 #: Environment of every Ray worker we start: workers have no terminal, so a tqdm bar in each
 #: actor (transformers' GGUF loader, NiMARE) is only log noise on the driver.
 WORKER_ENV = {"TQDM_DISABLE": "1"}
@@ -57,10 +72,6 @@ WORKER_ENV = {"TQDM_DISABLE": "1"}
 #: every few seconds that the state API is unavailable; rank 0 prints our epoch lines and
 #: failures still raise on the driver.
 TRAIN_LOG_LEVEL = os.environ.get("NICLIP_TRAIN_LOG_LEVEL", "ERROR")
-#: The only address the embedded Ray listens on.
-LOOPBACK = "127.0.0.1"
-#: Prefix of the temporary directory (Ray's ``_temp_dir``) of one embedded Ray.
-TEMP_PREFIX = "niclip-ray-"
 #: A line of Ray's C++ logging (``[2026-01-01 12:00:00,000 E 123 123] core_worker.cc:...``),
 #: fatal lines excepted: these go to the log file, not the console.
 RAY_CPP_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWE] \d+ \d+\] ")
@@ -68,13 +79,15 @@ RAY_CPP_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWE] \d+ \d+\] ")
 CONSOLE_LOG = "ray-console.log"
 
 
-def quiet_worker_logs() -> None:
-    """Set Ray Train's console loggers in this worker process to ``TRAIN_LOG_LEVEL``.
+def setup_worker() -> None:
+    """Prepare a worker process of the embedded Ray (its ``worker_process_setup_hook``).
 
-    The embedded Ray runs it in every worker it starts (``worker_process_setup_hook``);
-    Ray Train's helper actors (the placement-group cleaner) log under ``ray.train``.
+    Ray Train's console loggers (its helper actors, such as the placement-group cleaner,
+    log under ``ray.train``) are set to ``TRAIN_LOG_LEVEL``, and gRPC servers the worker
+    starts bind to 127.0.0.1 (:func:`~niclip_ray.runtime.private.bind_grpc_to_loopback`).
     """
     logging.getLogger("ray.train").setLevel(logging.getLevelName(TRAIN_LOG_LEVEL.upper()))
+    bind_grpc_to_loopback()
 
 
 @dataclass(frozen=True)
@@ -208,7 +221,7 @@ def keep_logs(temp_dir: Path | None, log_dir: Path | None) -> None:
     """Copy an embedded Ray's session logs (workers, raylet, driver) into ``log_dir/ray/``."""
     if temp_dir is None or log_dir is None:
         return
-    logs = temp_dir / "session_latest" / "logs"
+    logs = temp_dir / RAY_SUBDIR / "session_latest" / "logs"
     if logs.is_dir():
         shutil.copytree(logs, log_dir / "ray", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
 
@@ -266,7 +279,7 @@ def ray_session(options: RayOptions | None = None, log_dir: str | os.PathLike | 
         yield
         return
     address = options.resolved_address()
-    temp_dir = None if address else embedded_temp_dir()
+    temp_dir = None
     log_dir = Path(log_dir).resolve() if log_dir is not None else None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -277,12 +290,9 @@ def ray_session(options: RayOptions | None = None, log_dir: str | os.PathLike | 
                 apply_client_auth()
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             else:
-                start_embedded(options, temp_dir)
-        except BaseException as exc:
-            remove_temp_dir(temp_dir)
-            if isinstance(exc, (ConnectionError, TimeoutError, ValueError)):
-                raise ConfigError(f"could not start or join {address or 'an embedded local Ray'}: {exc}") from exc
-            raise
+                temp_dir = start_embedded(options)
+        except (ConnectionError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"could not start or join {address or 'an embedded local Ray'}: {exc}") from exc
         try:
             configure_data_context(options.quiet)
             yield
@@ -292,35 +302,80 @@ def ray_session(options: RayOptions | None = None, log_dir: str | os.PathLike | 
             remove_temp_dir(temp_dir)
 
 
-def embedded_temp_dir() -> Path:
-    """A new temporary directory for one embedded Ray, where Ray would put its own.
+def start_embedded(options: RayOptions) -> Path:
+    """Start a private local Ray bound to 127.0.0.1 in a new private directory, and return it.
 
-    That is ``RAY_TMPDIR``, else the system temporary directory (``/tmp`` on macOS, whose
-    ``$TMPDIR`` is too long for the Unix socket paths Ray creates inside).
+    Directories of earlier embedded Rays whose owner is gone are removed first. A loaded
+    machine can miss Ray's start-up deadlines (its raylet must register within 30 s, its
+    GCS within :data:`START_TIMEOUT_S`), so a start that times out is tried again, up to
+    :data:`START_ATTEMPTS` times, each in a fresh directory.
+
+    Raises
+    ------
+    ConfigError
+        When every attempt timed out: one line saying the machine looks overloaded and
+        how to allow more.
     """
-    parent = os.environ.get("RAY_TMPDIR") or ("/tmp" if sys.platform == "darwin" else None)
-    return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=parent))
-
-
-def start_embedded(options: RayOptions, temp_dir: Path) -> None:
-    """Start a private local Ray bound to 127.0.0.1, its files under ``temp_dir``."""
     import ray
 
+    remove_stale_temp_dirs()
     ensure_private_token()
-    with _loopback_node_ip(), _no_token_notice():
-        ray.init(
-            address="local",
-            log_to_driver=False,
-            num_cpus=options.num_cpus,
-            include_dashboard=False,
-            object_store_memory=options.object_store_mb * _MIB if options.object_store_mb else object_store_bytes(),
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            runtime_env={"env_vars": WORKER_ENV,
-                         "worker_process_setup_hook": "niclip_ray.runtime.session.quiet_worker_logs"},
-            _node_ip_address=LOOPBACK,
-            _temp_dir=str(temp_dir),
-        )
+    for attempt in range(1, START_ATTEMPTS + 1):
+        temp_dir = embedded_temp_dir()
+        try:
+            with loopback_node_ip(), _no_token_notice(), _gcs_port_wait():
+                ray.init(
+                    address="local",
+                    log_to_driver=False,
+                    num_cpus=options.num_cpus,
+                    include_dashboard=False,
+                    object_store_memory=(options.object_store_mb * _MIB if options.object_store_mb
+                                         else object_store_bytes()),
+                    logging_level=logging.WARNING,
+                    configure_logging=True,
+                    runtime_env={"env_vars": WORKER_ENV,
+                                 "worker_process_setup_hook": "niclip_ray.runtime.session.setup_worker"},
+                    _node_ip_address=LOOPBACK,
+                    _temp_dir=str(temp_dir / RAY_SUBDIR),
+                )
+            return temp_dir
+        except BaseException as exc:
+            ray.shutdown()
+            remove_temp_dir(temp_dir)
+            if not _start_timed_out(exc):
+                raise
+            if attempt == START_ATTEMPTS:
+                raise ConfigError(overloaded_message(exc)) from exc
+            log.warning("the embedded Ray did not start in time (attempt %d of %d: %s); trying again",
+                        attempt, START_ATTEMPTS, exc)
+
+
+def _start_timed_out(exc: BaseException) -> bool:
+    """Whether a failed ``ray.init`` ran out of time (a loaded machine) rather than failing outright."""
+    return isinstance(exc, TimeoutError) or (isinstance(exc, Exception) and "timed out" in str(exc).lower())
+
+
+def overloaded_message(exc: BaseException) -> str:
+    """One line: the embedded Ray did not start, the machine's load, and how to allow more."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"the embedded Ray did not start in {START_ATTEMPTS} attempt(s) ({exc}); this machine looks overloaded "
+            f"(load average {load:.1f} on {os.cpu_count()} CPUs): run again when it is quieter, or allow more "
+            f"with NICLIP_RAY_START_ATTEMPTS (now {START_ATTEMPTS}) and NICLIP_RAY_START_TIMEOUT_S "
+            f"(now {START_TIMEOUT_S:g})")
+
+
+@contextmanager
+def _gcs_port_wait() -> Iterator[None]:
+    """Let Ray wait :data:`START_TIMEOUT_S` for its GCS (``RAY_gcs_server_port_wait_time_s``) unless set."""
+    key = "RAY_gcs_server_port_wait_time_s"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = str(int(START_TIMEOUT_S))
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 class _NoTokenNotice(logging.Filter):
@@ -338,41 +393,6 @@ def _no_token_notice() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(notice)
-
-
-@contextmanager
-def _loopback_node_ip() -> Iterator[None]:
-    """Let ``ray.init(_node_ip_address="127.0.0.1")`` keep the loopback address.
-
-    Ray swaps a loopback node IP for the machine's routable one unless multi-node clusters
-    are off (its default on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read
-    once at import). With that switch off while Ray starts, gcs, raylet, workers, agents
-    and metrics endpoints all bind to 127.0.0.1 instead of every interface.
-    """
-    from ray._private import ray_constants
-
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def remove_temp_dir(temp_dir: Path | None, wait_s: float = 10.0) -> None:
-    """Remove an embedded Ray's temporary directory (sessions, logs, sockets, spilled objects).
-
-    Ray's processes may still write their last log lines just after shutdown, so removal is
-    retried for up to ``wait_s`` seconds.
-    """
-    if temp_dir is None:
-        return
-    deadline = time.monotonic() + wait_s
-    while True:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        if not temp_dir.exists() or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
 
 
 def cluster_cpus() -> float:
