@@ -12,10 +12,12 @@ when a column is converted; the schema is checked before any data is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from niclip_ray.atomic import replacing
@@ -164,8 +166,32 @@ def read_parquet_checked(
 
 
 def read_parts(directory: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    """Concatenate a stage directory's part files into one table (each checked on read)."""
+    """Concatenate a stage directory's part files into one table (each checked on read).
+
+    An ``error`` column comes back with null for every good row (:func:`with_null_errors`).
+    """
     files = part_files(directory)
     if not files:
         raise FileNotFoundError(f"no part-*.parquet files in {directory}")
-    return pa.concat_tables([read_parquet_checked(f, columns=columns) for f in files])
+    return with_null_errors(pa.concat_tables([read_parquet_checked(f, columns=columns) for f in files]))
+
+
+def error_array(messages: Iterable[str | None]) -> pa.Array:
+    """The ``error`` column of a stage part: each failed row's message, null for a good row.
+
+    A good row may be given as None or ``""``; both are written as null.
+    """
+    return pa.array([message or None for message in messages], pa.string())
+
+
+def with_null_errors(table: pa.Table) -> pa.Table:
+    """``table`` with ``""`` in its ``error`` column (if any) read as null.
+
+    Parts written before the null convention hold ``""`` for a good row; read this way,
+    old and new parts look alike.
+    """
+    if "error" not in table.column_names or not pa.types.is_string(table.schema.field("error").type):
+        return table
+    errors = table["error"]
+    cleaned = pc.if_else(pc.equal(errors, ""), pa.scalar(None, errors.type), errors)
+    return table.set_column(table.column_names.index("error"), "error", cleaned)

@@ -64,7 +64,7 @@ def image(
     if len(items) == 1:
         results = Index(index, model, atlas_dir=atlas_dir).search_image(
             load_item(items[0]), top_k, against, name=items[0]["map_id"])
-        results["error"] = ""
+        results["error"] = None
     else:
         from niclip_ray.cli.console import report_stage
         from niclip_ray.pipelines import index as stage
@@ -76,10 +76,10 @@ def image(
                                         atlas_dir=atlas_dir, shard_size=shard_size, num_actors=num_actors)
         report_stage(summary, quiet=opts.quiet)
         results = read_parts(out_dir / "search").to_pandas()
-    failed = results[results["error"] != ""]
+    failed = results[results["error"].notna()]
     for row in failed.itertuples():
         err.print(f"warning: {row.error}", markup=False)
-    found = results[results["error"] == ""]
+    found = results[results["error"].isna()]
     if found.empty:
         raise InputError(f"none of the {len(items)} maps could be searched")
     found = found.assign(rank=found["rank"].astype(int))[RESULT_COLUMNS]

@@ -32,7 +32,7 @@ from niclip_ray.errors import ParameterError
 from niclip_ray.features.mkda import study_voxels
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 from niclip_ray.pipelines.tally import items_done
-from niclip_ray.tables import tensor_array
+from niclip_ray.tables import error_array, tensor_array
 
 STAGE = "images"
 DEFAULT_SHARD_SIZE = 256
@@ -106,7 +106,7 @@ def process_studies(
             "n_peaks": pa.array([n for _, n, _ in results], pa.int32()),
             "n_voxels": pa.array([0 if v is None else len(v) for v, _, _ in results], pa.int32()),
             "atlas_id": pa.array([projector.atlas_id] * len(items), pa.string()),
-            "error": pa.array([e for _, _, e in results], pa.string()),
+            "error": error_array(e for _, _, e in results),
         }
     )
 

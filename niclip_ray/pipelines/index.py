@@ -136,7 +136,7 @@ def search_items(index, items: list[dict], top_k: int, against: str) -> pa.Table
     for item in items:
         try:
             frame = index.search_image(load_item(item), top_k, against, name=item["map_id"])
-            frames.append(frame.assign(source_path=item["source_path"], error=""))
+            frames.append(frame.assign(source_path=item["source_path"], error=None))
         except InputError as exc:
             frames.append(pd.DataFrame({"query": [item["map_id"]], "source_path": [item["source_path"]],
                                         "error": [str(exc)]}))

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 ProcessFn = Callable[[list[dict]], pa.Table]
 MANIFEST_NAME = "_stage.json"
 LOCK_NAME = "_stage.lock"
+#: What a shard reports back to the driver (:func:`run_shard`); ``error`` is null for a written shard.
+SHARD_RESULT_SCHEMA = pa.schema(
+    [("shard_id", pa.int64()), ("n_rows", pa.int64()), ("n_failed", pa.int64()), ("error", pa.string())]
+)
 
 
 def shard_path(out_dir: str | Path, shard_id: int) -> Path:
@@ -230,7 +234,7 @@ def run_shard(
     -------
     dict
         ``shard_id``, ``n_rows``, ``n_failed`` (rows with a non-empty ``error``) and
-        ``error`` (empty unless the whole shard failed and was not written).
+        ``error`` (None unless the whole shard failed and was not written).
     """
     with counting_items(sink, len(items)):
         try:
@@ -239,7 +243,7 @@ def run_shard(
                 raise ValueError("a stage's process function must return an 'error' column")
             n_failed = int(pc.sum(pc.not_equal(pc.fill_null(table["error"], ""), "")).as_py() or 0)
             write_parquet_atomic(table, shard_path(out_dir, shard_id))
-            return {"shard_id": shard_id, "n_rows": table.num_rows, "n_failed": n_failed, "error": ""}
+            return {"shard_id": shard_id, "n_rows": table.num_rows, "n_failed": n_failed, "error": None}
         except Exception as exc:  # the shard stays pending; the summary names it
             log.debug("shard %d failed:\n%s", shard_id, traceback.format_exc())
             return {"shard_id": shard_id, "n_rows": 0, "n_failed": 0, "error": f"{type(exc).__name__}: {exc}"}
@@ -277,12 +281,12 @@ class ShardWriter:
         self.out_dir = out_dir
         self.sink = file_sink(Path(out_dir) / TALLY_NAME) if count_items else None
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         results = [
             run_shard(self.process, int(sid), json.loads(payload), self.out_dir, self.sink)
             for sid, payload in zip(batch["shard_id"], batch["items"])
         ]
-        return {k: np.array([r[k] for r in results]) for k in ("shard_id", "n_rows", "n_failed", "error")}
+        return pa.Table.from_pylist(results, schema=SHARD_RESULT_SCHEMA)
 
 
 @dataclass

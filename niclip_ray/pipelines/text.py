@@ -40,7 +40,7 @@ from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEm
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, read_manifest, run_stage
 from niclip_ray.pipelines.tally import items_done
-from niclip_ray.tables import read_parts, tensor_array, tensor_to_numpy
+from niclip_ray.tables import error_array, read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
 DEFAULT_SHARD_SIZE = 128
@@ -93,7 +93,7 @@ def process_texts(items: list[dict], embedder: TextEmbedder, section: str) -> pa
             "embedding": tensor_array(vectors, valid=ok),
             "n_tokens": pa.array(n_tokens, pa.int64()),
             "model_id": pa.array([embedder.model_id] * len(items), pa.string()),
-            "error": pa.array(errors, pa.string()),
+            "error": error_array(errors),
         }
     )
 

@@ -34,7 +34,7 @@ import torch
 
 from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import InputError
-from niclip_ray.tables import part_files, read_parquet_checked, read_parts, tensor_array, tensor_to_numpy
+from niclip_ray.tables import error_array, part_files, read_parquet_checked, read_parts, tensor_array, tensor_to_numpy
 from niclip_ray.vectors import l2_normalise
 
 INDEX_META = "index.json"
@@ -155,7 +155,7 @@ def index_rows(items: list[dict], model) -> pa.Table:
         "image_latent": tensor_array(image_latent, valid=ok),
         "text_latent": tensor_array(text_latent, valid=ok),
         "coefficients": tensor_array(coefficients, valid=ok),
-        "error": pa.array(errors, pa.string()),
+        "error": error_array(errors),
     })
 
 

@@ -42,7 +42,7 @@ def test_embed_text_writes_parts_and_reports_rows(ray_local, tiny_bert, corpus, 
     printed = capsys.readouterr().out
     assert "text: 3 ok, 1 failed rows in 2 shards (0 already done)" in printed
     table = read_parts(out)
-    assert table["error"].to_pylist() == ["", "no abstract text", "", ""]
+    assert table["error"].to_pylist() == [None, "no abstract text", None, None]
     texts = [ABSTRACTS[s] for s in ("s1", "s3", "s4")]
     expected = TextEmbedder(str(tiny_bert), max_length=8).embed(texts).vectors
     np.testing.assert_allclose(tensor_to_numpy(table["embedding"])[[0, 2, 3]], expected, rtol=1e-4, atol=1e-5)

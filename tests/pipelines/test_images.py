@@ -78,7 +78,7 @@ def test_bad_studies_get_error_rows(clean):
             assert BAD[study_id] in frame.loc[study_id, "error"]
             assert np.isnan(embeddings[row]).all() and frame.loc[study_id, "n_voxels"] == 0
         else:
-            assert frame.loc[study_id, "error"] == "" and np.isfinite(embeddings[row]).all()
+            assert pd.isna(frame.loc[study_id, "error"]) and np.isfinite(embeddings[row]).all()
     assert frame.loc["zz-nan", "n_peaks"] == 2 and frame.loc["zz-empty", "n_peaks"] == 0
 
 
@@ -158,7 +158,7 @@ def test_process_studies_without_ray(atlas_dir):
     table = images.process_studies(
         [{"study_id": "a", "coords": [[-40.0, 20.0, -10.0]]}, {"study_id": "b", "coords": []}], projector
     )
-    assert table["error"].to_pylist() == ["", "no peaks"]
+    assert table["error"].to_pylist() == [None, "no peaks"]
     embeddings = tensor_to_numpy(table["embedding"])
     assert np.isfinite(embeddings[0]).all() and np.isnan(embeddings[1]).all()
     assert table.column_names == ["study_id", "embedding", "n_peaks", "n_voxels", "atlas_id", "error"]

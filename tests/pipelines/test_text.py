@@ -46,7 +46,7 @@ def test_stage_embeds_abstracts_with_row_errors_and_resumes(ray_local, corpus_di
     studies = pd.read_parquet(corpus_dir / "studies.parquet").sort_values("study_id")
     assert table["study_id"].to_pylist() == studies["study_id"].tolist()
     frame = table.drop(["embedding"]).to_pandas()
-    bad = frame["error"] != ""
+    bad = frame["error"].notna()
     assert sorted(frame.loc[bad, "error"]) == ["no abstract text", "whitespace-only abstract"]
     assert set(frame.loc[bad, "study_id"]) == set(studies.loc[studies["abstract"].str.strip() == "", "study_id"])
     assert table["embedding"].type.shape == [384]

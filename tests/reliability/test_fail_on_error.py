@@ -36,7 +36,7 @@ def test_embed_images_prints_failures_and_fails_on_request(ray_local, corpus, tm
 
     assert run([*argv, "--out", str(tmp_path / "b"), "--fail-on-error"]) == 1
     assert "1 of 3 studies failed (--fail-on-error)" in capsys.readouterr().err
-    assert read_parts(tmp_path / "b")["error"].to_pylist() == ["", "no peaks", ""]  # the work is kept
+    assert read_parts(tmp_path / "b")["error"].to_pylist() == [None, "no peaks", None]  # the work is kept
 
 
 def test_embed_text_fails_on_request(ray_local, tiny_bert_factory, corpus, tmp_path, capsys):
