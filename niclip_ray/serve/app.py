@@ -25,7 +25,7 @@ from starlette.requests import Request as StarletteRequest
 
 from niclip_ray.atlas.maps import load_map
 from niclip_ray.atlas.resample import on_grid
-from niclip_ray.decoding.decoder import Decoder
+from niclip_ray.decoding.decoder import Decoder, nonfinite_maps
 from niclip_ray.errors import InputError
 from niclip_ray.retrieval import Index
 from niclip_ray.serve.page import glass_brain_png, render_page
@@ -200,12 +200,14 @@ class DecodeService:
         ids = [f"upload-{i}" for i, r in enumerate(results) if r is None]
         if ids:
             frame = self.decoder.decode_features(np.stack(betas), ids)
-            grid = self.decoder.projector.grid
+            nonfinite = nonfinite_maps(frame)
             for i, img in enumerate(images):
-                if results[i] is None:
+                if results[i] is None and f"upload-{i}" in nonfinite:
+                    results[i] = InputError(nonfinite[f"upload-{i}"])
+                elif results[i] is None:
                     shape = img.shape[:3]
                     results[i] = (frame[frame["map_id"] == f"upload-{i}"].reset_index(drop=True),
-                                  map_checks(img, resampled=not on_grid(shape, img.affine, grid)))
+                                  map_checks(img, resampled=not on_grid(shape, img.affine, self.decoder.projector.grid)))
         self.counters["batches"] += 1
         self.counters["batched_maps"] += len(images)
         self.counters["decode_seconds"] += time.perf_counter() - start

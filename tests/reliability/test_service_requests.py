@@ -6,6 +6,7 @@ import zlib
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from niclip_ray.serve.app import bearer_matches
@@ -84,3 +85,26 @@ def test_the_bearer_scheme_is_case_insensitive(value):
 @pytest.mark.parametrize("value", ["", "s3cret", "Basic s3cret", "Bearer", "Bearer wrong", "Bearers3cret"])
 def test_anything_else_is_refused(value):
     assert not bearer_matches(value, "s3cret")
+
+
+class NaNDecoder:
+    """Stands in for a replica's decoder whose scores overflow to NaN on every map."""
+
+    def project(self, img, name=None):
+        return np.zeros(4, np.float32)
+
+    def decode_features(self, betas, ids):
+        return pd.DataFrame({"map_id": ids, "level": "task", "term": "t", "prob": np.nan, "similarity": np.nan,
+                             "likelihood": np.nan, "prior": 0.5})
+
+
+def test_a_map_whose_scores_are_nan_is_refused_not_answered():
+    from niclip_ray.errors import InputError
+    from niclip_ray.serve.app import DecodeService
+
+    replica = DecodeService.func_or_class.__new__(DecodeService.func_or_class)
+    replica.decoder = NaNDecoder()
+    replica.counters = {"batches": 0, "batched_maps": 0, "decode_seconds": 0.0}
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    [result] = replica.decode_many([img])
+    assert isinstance(result, InputError) and "NaN or infinite scores" in str(result)
