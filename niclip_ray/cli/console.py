@@ -9,6 +9,9 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+from niclip_ray.controls import escape_controls
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -113,7 +116,7 @@ def report_stage(summary, *, quiet: bool = False) -> None:
 
 def print_map(map_id: str, rows, n: int = 5) -> None:
     """Print a map's top ``n`` tasks, concepts and domains from its decode rows."""
-    table = Table(title=f"{map_id}: top predictions")
+    table = Table(title=Text(f"{escape_controls(map_id)}: top predictions"))
     for column in ("level", "rank", "term", "prob", "bayes_factor"):
         table.add_column(column, justify="right" if column in ("rank", "prob", "bayes_factor") else "left")
     for level in ("task", "concept", "domain"):

@@ -22,6 +22,7 @@ from niclip_ray.cli.console import (
 )
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, FailOnErrorOpt, TopKOpt, parse_logit_scale
+from niclip_ray.controls import escape_controls
 
 #: At most this many maps are decoded in this process, without starting Ray (unless --ray).
 IN_PROCESS_MAPS = 4
@@ -108,13 +109,13 @@ def decode(
     results = read_parts(out_dir / "decode").to_pandas()
     failed = results[results["error"].notna()]
     for row in failed.head(10).itertuples():
-        err.print(f"warning: {row.error}", markup=False)
+        err.print(f"warning: {escape_controls(row.error)}", markup=False)
     if len(failed) > 10:
         err.print(f"warning: ... {len(failed) - 10} more failed maps (see the error column)", markup=False)
     decoded = results[results["error"].isna()]
     warned = decoded[decoded["warning"] != ""].drop_duplicates("map_id")
     for row in warned.head(10).itertuples():
-        err.print(f"warning: map {row.map_id}: {row.warning}", markup=False)
+        err.print(f"warning: map {escape_controls(row.map_id)}: {escape_controls(row.warning)}", markup=False)
     if decoded.empty:
         raise InputError(f"none of the {len(items)} maps could be decoded")
     report_failures(summary, out_dir / "decode", "maps")

@@ -35,6 +35,7 @@ from niclip_ray.cli.serve import app as serve_app
 from niclip_ray.cli.submit import run_as_job, wants_submission
 from niclip_ray.cli.train import train
 from niclip_ray.cli.vocab import app as vocab_app
+from niclip_ray.controls import escape_controls
 from niclip_ray.errors import NiclipError, OutputError
 
 app = typer.Typer(
@@ -134,7 +135,7 @@ def run(argv: list[str] | None = None) -> int:
 def _report(exc: BaseException, verbose: bool, prefix: str = "") -> None:
     if verbose:
         err.print(traceback.format_exc(), markup=False)
-    err.print(f"error: {prefix}{user_message(exc)}", markup=False)
+    err.print(f"error: {prefix}{escape_controls(user_message(exc))}", markup=False)
 
 
 def main() -> None:

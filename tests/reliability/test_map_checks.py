@@ -184,3 +184,18 @@ def test_decode_cli_counts_maps_flags_failures_and_fails_on_request(bundle, moto
     b_then = before[before.map_id == "maps/b"].reset_index(drop=True)
     assert a_now["term"].tolist() == b_then["term"].tolist()  # a now holds b's map
     np.testing.assert_allclose(a_now["prob"], b_then["prob"], rtol=1e-6)
+
+
+def test_control_characters_in_map_names_are_printed_escaped(bundle, motor, tmp_path, capsys):
+    path, atlas = bundle
+    data, affine = motor
+    good = tmp_path / "red\x1b[31mmap.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), good)
+    bad = tmp_path / "nul\x07bell.nii.gz"
+    bad.write_bytes(b"not a NIfTI")
+    argv = ["decode", str(good), str(bad), "--model", str(path), "--atlas-dir", str(atlas), "--topk", "2",
+            "--standin", "--out", str(tmp_path / "o")]
+    assert run(argv) == 0
+    printed = capsys.readouterr()
+    assert "\x1b" not in printed.out + printed.err and "\x07" not in printed.out + printed.err
+    assert "red\\x1b[31mmap: top predictions" in printed.out and "nul\\x07bell" in printed.err
