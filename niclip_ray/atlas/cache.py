@@ -68,3 +68,17 @@ def _readme_field(readme: Path, name: str) -> str | None:
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1].strip()
     return None
+
+
+#: Bumped whenever the stand-in recipe changes, so cached builds are never stale.
+STANDIN_VERSION = 2
+
+
+def atlas_cache_root() -> Path:
+    """Root of niclip-ray's atlas caches: ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
+    return Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases")).expanduser()
+
+
+def default_standin_dir(seed: int = 0) -> Path:
+    """Where built stand-ins are cached, under :func:`atlas_cache_root`."""
+    return atlas_cache_root() / f"standin-v{STANDIN_VERSION}-seed{seed}"

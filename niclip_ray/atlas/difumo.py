@@ -35,8 +35,10 @@ import pandas as pd
 from niclip_ray.atlas.cache import (
     DIFUMO_DIMENSIONS,
     STANDIN_MARKER,
+    STANDIN_VERSION,
     AtlasCache,
     default_data_dirs,
+    default_standin_dir,
     find_difumo,
     standin_seed,
 )
@@ -47,8 +49,6 @@ from niclip_ray.errors import ConfigError, ParameterError
 LABEL_COLUMNS = ["Component", "Difumo_names", "Yeo_networks7", "Yeo_networks17", "GM", "WM", "CSF"]
 #: Relative cut-off below which a stand-in component is zero.
 STANDIN_CUTOFF = 0.05
-#: Bumped whenever the stand-in recipe changes, so cached builds are never stale.
-STANDIN_VERSION = 2
 #: k-means runs on every KMEANS_STRIDE-th mask voxel.
 KMEANS_STRIDE = 8
 
@@ -87,16 +87,6 @@ class Atlas:
     dim: int
     standin: bool
     data_dir: Path
-
-def atlas_cache_root() -> Path:
-    """Root of niclip-ray's atlas caches: ``$NICLIP_ATLAS_CACHE`` or ``~/.cache/niclip-ray/atlases``."""
-    return Path(os.environ.get("NICLIP_ATLAS_CACHE", Path.home() / ".cache" / "niclip-ray" / "atlases")).expanduser()
-
-
-def default_standin_dir(seed: int = 0) -> Path:
-    """Where built stand-ins are cached, under :func:`atlas_cache_root`."""
-    return atlas_cache_root() / f"standin-v{STANDIN_VERSION}-seed{seed}"
-
 
 def _check_dimension(dim: int) -> int:
     if int(dim) not in DIFUMO_DIMENSIONS:

@@ -38,7 +38,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from niclip_ray.atlas.difumo import Atlas, atlas_cache_root
+from niclip_ray.atlas.cache import atlas_cache_root
+from niclip_ray.atlas.difumo import Atlas
 from niclip_ray.atlas.maps import iter_volumes, load_map
 from niclip_ray.atlas.mask import MaskGrid, brain_mask_grid
 from niclip_ray.atlas.resample import SamplerCache, on_grid, resample_volume

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.atlas.cache import default_data_dirs, find_difumo
-from niclip_ray.atlas.difumo import build_standin, default_standin_dir, load_atlas
+from niclip_ray.atlas.cache import default_data_dirs, default_standin_dir, find_difumo
 from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
 from niclip_ray.errors import InputError
@@ -68,6 +67,8 @@ def fetch(
     Example: niclip-ray atlas fetch --dim 512 --out ~/nilearn_data, then
     niclip-ray decode map.nii.gz --atlas-dir ~/nilearn_data ...
     """
+    from niclip_ray.atlas.difumo import load_atlas
+
     target = out_dir.expanduser()
     target.mkdir(parents=True, exist_ok=True)
     atlas = load_atlas(dim, data_dir=target, allow_standin=False, download=True)
@@ -86,5 +87,7 @@ def build_standin_command(
     Example: niclip-ray atlas build-standin --dim 512 --out work/atlas, then
     niclip-ray embed images --atlas-dir work/atlas ...
     """
+    from niclip_ray.atlas.difumo import build_standin
+
     maps = build_standin(out_dir, dim, seed)
     say(f"stand-in DiFuMo {dim} (seed {seed}, NOT the real atlas) -> {maps}", quiet=options(ctx).quiet)

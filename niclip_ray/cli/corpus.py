@@ -10,8 +10,6 @@ from rich.table import Table
 
 from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
-from niclip_ray.corpus import ingest as ingest_corpus
-from niclip_ray.corpus import load_corpus
 from niclip_ray.errors import InputError, ParameterError
 
 app = typer.Typer(help="Ingest a corpus (studies, texts, peaks) into Parquet.", no_args_is_help=True)
@@ -44,6 +42,8 @@ def ingest(
 
     Example: niclip-ray corpus ingest nimare:nback_vs_flanker --out work/corpus
     """
+    from niclip_ray.corpus import ingest as ingest_corpus
+
     try:
         corpus, summary = ingest_corpus(source, out_dir, allow_pickle=allow_pickle, data_dir=data_dir)
     except ParameterError as exc:  # FLAGS maps data_dir to --atlas-dir, the other commands' flag
@@ -62,6 +62,8 @@ def ingest(
 @app.command()
 def info(corpus_dir: Annotated[Path, typer.Argument(help="A directory written by 'corpus ingest'.")]) -> None:
     """Describe a corpus directory: counts, labels, spaces and problems."""
+    from niclip_ray.corpus import load_corpus
+
     corpus = load_corpus(corpus_dir, require_studies=False)
     studies, coords = corpus.studies, corpus.coordinates
     table = Table(title=f"Corpus {corpus_dir}", show_header=False)

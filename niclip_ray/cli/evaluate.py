@@ -4,9 +4,8 @@ and/or retrieval (image -> own abstract, text -> map) on a study index's held-ou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
@@ -15,8 +14,9 @@ from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import parse_named_paths
 from niclip_ray.errors import InputError
-from niclip_ray.evaluation import evaluate as run_evaluation
-from niclip_ray.evaluation import load_predictions, write_results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parse_sources(values: list[str]) -> dict[str, Path]:
@@ -42,7 +42,7 @@ def parse_meta(values: list[str]) -> dict[str, str]:
 
 
 def _fmt(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.3g}"
+    return "-" if value is None or value != value else f"{value:.3g}"
 
 
 def summary_table(summary: pd.DataFrame, title: str) -> Table:
@@ -134,6 +134,11 @@ def evaluate(
 
 
 def _evaluate_predictions(ctx, predictions, truth, out_dir, k, permutations, seed, dataset, meta) -> None:
+    import pandas as pd
+
+    from niclip_ray.evaluation import evaluate as run_evaluation
+    from niclip_ray.evaluation import load_predictions, write_results
+
     sources = parse_sources(predictions)
     frames = []
     for name, path in sources.items():

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from niclip_ray.atlas.cache import default_data_dirs, find_difumo
-from niclip_ray.atlas.difumo import default_standin_dir
+from niclip_ray.atlas.cache import default_data_dirs, default_standin_dir, find_difumo
 from niclip_ray.cli.atlas import fetch_hint
 from niclip_ray.cli.console import out
 from niclip_ray.cli.context import options

@@ -19,7 +19,6 @@ import typer
 from niclip_ray.cli.console import err, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import parse_logit_scale
-from niclip_ray.decoding.predict import parse_bool
 
 
 def predict(
@@ -160,6 +159,7 @@ def predict(
 
 def _flag(name: str, value: str) -> bool:
     """A boolean flag's value, or an error naming the flag."""
+    from niclip_ray.decoding.predict import parse_bool
     from niclip_ray.errors import InputError
 
     try:

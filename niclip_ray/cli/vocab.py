@@ -12,9 +12,8 @@ from rich.table import Table
 from niclip_ray.cli.console import out, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import BaseModelOpt, BatchSizeOpt, DtypeOpt, MaxLengthOpt, ModelOpt
+from niclip_ray.defaults import TEXT_BATCH_SIZE
 from niclip_ray.errors import InputError
-from niclip_ray.pipelines import text as text_stage
-from niclip_ray.runtime import ray_session
 
 app = typer.Typer(help="Task vocabulary: name/definition embeddings and the prior.", no_args_is_help=True)
 
@@ -49,7 +48,7 @@ def build(
     ] = None,
     base_model: BaseModelOpt = None,
     max_length: MaxLengthOpt = None,
-    batch_size: BatchSizeOpt = text_stage.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOpt = TEXT_BATCH_SIZE,
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Embed task names and definitions, combine them, and compute the prior over the documents.
@@ -59,6 +58,7 @@ def build(
     """
     from niclip_ray.ontology import load_ontology
     from niclip_ray.pipelines import vocab as vocab_stage
+    from niclip_ray.runtime import ray_session
 
     opts = options(ctx)
     tasks = load_ontology(ontology, reduced=not full).tasks

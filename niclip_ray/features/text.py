@@ -22,13 +22,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from niclip_ray.defaults import MAX_TOKENS
 from niclip_ray.errors import ParameterError
 from niclip_ray.features.text_models import LoadedModel, ModelSpec, load_model, resolve_model
 
 log = logging.getLogger(__name__)
 
 #: Default cap on tokens per text; a longer text is an error, not hours of compute.
-DEFAULT_MAX_TOKENS = 262_144
+DEFAULT_MAX_TOKENS = MAX_TOKENS
 #: Characters allowed per allowed token before tokenizing at all (guards against
 #: pathological multi-megabyte strings).
 CHARS_PER_TOKEN_GUARD = 64

@@ -28,6 +28,7 @@ from niclip_ray.atlas.difumo import Atlas, load_atlas
 from niclip_ray.atlas.mask import MaskGrid
 from niclip_ray.atlas.projection import Projector, get_projector
 from niclip_ray.corpus import load_corpus
+from niclip_ray.defaults import IMAGES_SHARD_SIZE
 from niclip_ray.errors import ParameterError
 from niclip_ray.features.mkda import study_voxels
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
@@ -35,7 +36,6 @@ from niclip_ray.pipelines.tally import items_done
 from niclip_ray.tables import error_array, tensor_array
 
 STAGE = "images"
-DEFAULT_SHARD_SIZE = 256
 
 
 def study_items(corpus_dir: str | Path) -> list[dict]:
@@ -129,7 +129,7 @@ def run(
     *,
     dim: int = 512,
     atlas_dir: str | Path | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int = IMAGES_SHARD_SIZE,
     num_actors: int | None = None,
     allow_standin: bool = True,
     radius: float = 10.0,

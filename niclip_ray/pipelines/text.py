@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from niclip_ray._docs import fill_doc
 from niclip_ray.corpus import load_corpus
 from niclip_ray.corpus.sections import COLUMN_SECTIONS, SECTIONS, section_texts
+from niclip_ray.defaults import TEXT_BATCH_SIZE, TEXT_SHARD_SIZE
 from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEmbedder, TextError, coerce_text
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
@@ -43,8 +44,8 @@ from niclip_ray.pipelines.tally import items_done
 from niclip_ray.tables import error_array, read_parts, tensor_array, tensor_to_numpy
 
 STAGE = "text"
-DEFAULT_SHARD_SIZE = 128
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_SHARD_SIZE = TEXT_SHARD_SIZE
+DEFAULT_BATCH_SIZE = TEXT_BATCH_SIZE
 
 
 def text_items(corpus_dir: str | Path, section: str) -> list[dict]:

@@ -18,8 +18,6 @@ from niclip_ray.cli.embed.images import images
 from niclip_ray.cli.embed.text import text
 from niclip_ray.cli.options import AtlasDirOpt, DimOpt, DtypeOpt, ModelOpt, SectionOpt
 from niclip_ray.errors import InputError
-from niclip_ray.pipelines import features
-from niclip_ray.runtime import ray_session
 
 app = typer.Typer(help="Compute image and text features of a corpus into Parquet.", invoke_without_command=True)
 app.command("images")(images)
@@ -50,6 +48,9 @@ def both(
         return
     if corpus is None or out_dir is None:
         raise InputError("embed needs --corpus and --out (or a sub-command: images, text)")
+    from niclip_ray.pipelines import features
+    from niclip_ray.runtime import ray_session
+
     make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     opts = options(ctx)
     with ray_session(opts.ray_options()):

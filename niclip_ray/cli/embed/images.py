@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 
-from niclip_ray.atlas.difumo import load_atlas
 from niclip_ray.atomic import make_dir
 from niclip_ray.cli.console import PLAIN_EVERY_S, ItemProgress, err, fail_if_any_failed, report_failures, report_stage
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt, CorpusOpt, DimOpt, FailOnErrorOpt, StageOutOpt, StudyShardOpt
-from niclip_ray.pipelines import images as images_stage
-from niclip_ray.runtime import ray_session
+from niclip_ray.defaults import IMAGES_SHARD_SIZE
 
 
 def images(
@@ -21,7 +19,7 @@ def images(
     out_dir: StageOutOpt,
     atlas_dir: AtlasDirOpt = None,
     dim: DimOpt = 512,
-    shard_size: StudyShardOpt = images_stage.DEFAULT_SHARD_SIZE,
+    shard_size: StudyShardOpt = IMAGES_SHARD_SIZE,
     num_actors: Annotated[int | None, typer.Option(min=1, help="CPU actors (default: one per CPU).")] = None,
     standin: Annotated[
         bool,
@@ -33,6 +31,10 @@ def images(
 
     Example: niclip-ray embed images --corpus work/corpus --out work/features/images --dim 512
     """
+    from niclip_ray.atlas.difumo import load_atlas
+    from niclip_ray.pipelines import images as images_stage
+    from niclip_ray.runtime import ray_session
+
     opts = options(ctx)
     make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     atlas = load_atlas(dim, data_dir=atlas_dir, allow_standin=standin)

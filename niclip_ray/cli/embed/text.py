@@ -21,9 +21,7 @@ from niclip_ray.cli.options import (
     StageOutOpt,
     StudyShardOpt,
 )
-from niclip_ray.features.text import DEFAULT_MAX_TOKENS
-from niclip_ray.pipelines import text as text_stage
-from niclip_ray.runtime import ray_session
+from niclip_ray.defaults import MAX_TOKENS, TEXT_BATCH_SIZE, TEXT_SHARD_SIZE
 
 
 def text(
@@ -34,13 +32,13 @@ def text(
     section: SectionOpt = "body",
     base_model: BaseModelOpt = None,
     max_length: MaxLengthOpt = None,
-    batch_size: BatchSizeOpt = text_stage.DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOpt = TEXT_BATCH_SIZE,
     dtype: DtypeOpt = "auto",
     max_tokens: Annotated[
         int, typer.Option(min=1, help="Texts with more tokens get an error row.")
-    ] = DEFAULT_MAX_TOKENS,
+    ] = MAX_TOKENS,
     num_actors: Annotated[int | None, typer.Option(min=1, help="Actors (default: one per GPU, else one).")] = None,
-    shard_size: StudyShardOpt = text_stage.DEFAULT_SHARD_SIZE,
+    shard_size: StudyShardOpt = TEXT_SHARD_SIZE,
     fail_on_error: FailOnErrorOpt = False,
 ) -> None:
     """Embed each study's abstract or body: mean last hidden state over max-length windows.
@@ -48,6 +46,9 @@ def text(
     Example: niclip-ray embed text --corpus work/corpus --section body --model braingpt-7b-v0.2
     --out work/features/text
     """
+    from niclip_ray.pipelines import text as text_stage
+    from niclip_ray.runtime import ray_session
+
     opts = options(ctx)
     make_dir(out_dir)  # before Ray starts: a file given as --out is refused at once
     with ray_session(opts.ray_options()), ItemProgress("text", 0, "studies", quiet=opts.quiet,
