@@ -6,8 +6,17 @@ import math
 import threading
 import time
 
+from rich import filesize
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -70,6 +79,48 @@ class ItemProgress:
         """A stage's ``on_items`` callback: ``n`` more of ``total`` items finished."""
         self.total = int(total)
         self.advance(n)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+class ByteProgress:
+    """Download progress in bytes: one rich bar per file on a terminal, plain lines otherwise.
+
+    Plain lines read ``model.pth: 3.1 MB of 14.7 MB``, at most one per ``every_s`` seconds and
+    one when a file is complete. Use as a context manager and pass the instance as an
+    ``on_bytes(name, done, total)`` callback.
+    """
+
+    def __init__(self, *, quiet: bool = False, console: Console | None = None, every_s: float = PLAIN_EVERY_S):
+        self.quiet, self.every_s, self.console = quiet, every_s, console or out
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+        self._complete: set[str] = set()
+        self._printed_at = -math.inf
+
+    def __enter__(self) -> ByteProgress:
+        if not self.quiet and self.console.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeElapsedColumn(), console=self.console)
+            self._bar.start()
+        return self
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        """``done`` of ``total`` bytes of file ``name`` have arrived."""
+        if self.quiet or name in self._complete:
+            return
+        if self._bar is not None:
+            if name not in self._tasks:
+                self._tasks[name] = self._bar.add_task(name, total=total)
+            self._bar.update(self._tasks[name], completed=done)
+        elif done >= total or time.monotonic() - self._printed_at >= self.every_s:
+            self._printed_at = time.monotonic()
+            self.console.print(f"{name}: {filesize.decimal(done)} of {filesize.decimal(total)}", markup=False,
+                               highlight=False)
+        if done >= total:
+            self._complete.add(name)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -34,7 +34,10 @@ def decode(
         list[Path] | None,
         typer.Argument(help="NIfTI files, directories of maps, or NeuroVault collection_<id>/ directories."),
     ] = None,
-    model: Annotated[Path, typer.Option("--model", help="Model bundle directory.")] = ...,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model bundle directory (default: the one 'model fetch-reference' wrote)."),
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory (decode/ Parquet parts, csv/).")] = ...,
     collection: Annotated[
         list[str] | None, typer.Option("--collection", help="NeuroVault collection id (repeatable).")
@@ -78,6 +81,9 @@ def decode(
     Up to 4 maps with no Ray address are decoded in this process, without starting Ray
     (same files; --ray to use Ray anyway).
 
+    Without --model, the bundle written by `niclip-ray model fetch-reference` is used
+    ($NICLIP_HOME/models/niclip-reference) and named on stderr.
+
     Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
     """
     from niclip_ray.decoding.export import write_csvs
@@ -89,6 +95,7 @@ def decode(
     from niclip_ray.tables import read_parts
 
     opts = options(ctx)
+    model = model if model is not None else default_model(opts.quiet)
     items = collect_maps(maps or [], collection or [], neurovault_dir, download)
     stage.validate(model, atlas_dir, allow_atlas_mismatch, hierarchical)  # fail before starting Ray
     needs = load_bundle(model).config.get("atlas_id") or ""
@@ -132,6 +139,20 @@ def decode(
             print_map(map_id, decoded[decoded["map_id"] == map_id])
     if fail_on_error:
         fail_if_any_failed(summary, "maps")
+
+
+def default_model(quiet: bool) -> Path:
+    """The default bundle (said on stderr unless ``quiet``), or an error saying how to get one."""
+    from niclip_ray.errors import InputError
+    from niclip_ray.home import default_bundle_dir, find_default_bundle
+
+    path = find_default_bundle()
+    if path is None:
+        raise InputError(f"no --model given and no default bundle in {default_bundle_dir()}: run "
+                         "`niclip-ray model fetch-reference` (online, once) or pass --model BUNDLE")
+    if not quiet:
+        err.print(f"model: the default bundle {path} (from `niclip-ray model fetch-reference`)", markup=False)
+    return path
 
 
 def decode_here(n_maps: int, ray_options, use_ray: bool, num_actors: int | None) -> bool:

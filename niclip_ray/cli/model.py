@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from niclip_ray.cli.console import out, say
+from niclip_ray.cli.console import ByteProgress, out, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import parse_logit_scale
 
@@ -69,6 +69,40 @@ def import_reference(
         f"atlas {bundle.config['atlas_id']}, ontology {'yes' if bundle.ontology is not None else 'no'}",
         quiet=options(ctx).quiet,
     )
+
+
+@app.command("fetch-reference")
+def fetch_reference(
+    ctx: typer.Context,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Download directory (default: $NICLIP_HOME/downloads/osf-dsj56, "
+                                   "NICLIP_HOME defaulting to ~/.cache/niclip-ray)."),
+    ] = None,
+    atlas_dir: Annotated[
+        Path | None,
+        typer.Option("--atlas-dir", help="nilearn data dir for the real DiFuMo (default: where decode looks, "
+                                         "NILEARN_DATA or ~/nilearn_data)."),
+    ] = None,
+) -> None:
+    """Download the paper's model from OSF (node dsj56), verify it, and import it as the default bundle.
+
+    Fetches the CLIP weights (u3cxh), vocabulary (8m2fz), its embeddings (nza7b), prior
+    (v82za), brain mask (jzvry) and the data/cognitive_atlas folder; each file is checked
+    against the size and sha256 that OSF publishes (kept in SOURCES.json), partial downloads
+    resume, verified files are not downloaded again. DiFuMo comes through nilearn. The
+    bundle goes to $NICLIP_HOME/models/niclip-reference, which decode uses without --model.
+    NICLIP_OSF_API and NICLIP_OSF_FILES replace OSF's addresses (a mirror).
+
+    Example: niclip-ray model fetch-reference, then niclip-ray decode my_map.nii.gz --out work/decoded
+    """
+    from niclip_ray.model.fetch_reference import fetch_reference as fetch
+
+    quiet = options(ctx).quiet
+    with ByteProgress(quiet=quiet) as progress:
+        path, written = fetch(out_dir, atlas_dir, on_bytes=progress, note=lambda line: say(line, quiet=quiet))
+    state = "imported" if written else "already imported from these files"
+    say(f"bundle {path}: {state}; `niclip-ray decode MAP` uses it when no --model is given", quiet=quiet)
 
 
 @app.command("attach-vocabulary")
