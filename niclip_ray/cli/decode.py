@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from niclip_ray.cli import preflight
 from niclip_ray.cli.console import (
     PLAIN_EVERY_S,
     SHOW_MAPS,
@@ -86,22 +87,22 @@ def decode(
 
     Example: niclip-ray decode motor.nii.gz --model bundle --out work/decoded
     """
+    opts = options(ctx)
+    preflight.existing_paths(maps or [])  # before torch, nilearn and Ray are imported
+    model = model if model is not None else default_model(opts.quiet)
+    config = preflight.bundle_config(model)
+    preflight.standin_allowed(config, model, standin)
+    preflight.atlas_available(config, atlas_dir, allow_atlas_mismatch)
+
     from niclip_ray.decoding.export import write_csvs
     from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.errors import InputError
-    from niclip_ray.model.bundle import load_bundle
     from niclip_ray.pipelines import decode as stage
     from niclip_ray.runtime import ray_session
     from niclip_ray.tables import read_parts
 
-    opts = options(ctx)
-    model = model if model is not None else default_model(opts.quiet)
     items = collect_maps(maps or [], collection or [], neurovault_dir, download)
     stage.validate(model, atlas_dir, allow_atlas_mismatch, hierarchical)  # fail before starting Ray
-    needs = load_bundle(model).config.get("atlas_id") or ""
-    if "standin" in needs and not standin:
-        raise InputError(f"bundle {model} was trained on {needs}, an offline stand-in for DiFuMo: its predictions "
-                         "do not describe the maps; pass --standin to decode with it anyway")
     settings = dict(topk=topk, logit_scale=logit_scale, atlas_dir=atlas_dir, allow_atlas_mismatch=allow_atlas_mismatch,
                     hierarchical=hierarchical, shard_size=shard_size, num_actors=num_actors, strict=strict)
     if decode_here(len(items), opts.ray_options(), use_ray, num_actors):
