@@ -169,11 +169,13 @@ def read_parts(directory: str | os.PathLike, columns: list[str] | None = None) -
     """Concatenate a stage directory's part files into one table (each checked on read).
 
     An ``error`` column comes back with null for every good row (:func:`with_null_errors`).
+    A column that parts written by an older version lack is null in their rows.
     """
     files = part_files(directory)
     if not files:
         raise FileNotFoundError(f"no part-*.parquet files in {directory}")
-    return with_null_errors(pa.concat_tables([read_parquet_checked(f, columns=columns) for f in files]))
+    tables = [read_parquet_checked(f, columns=columns) for f in files]
+    return with_null_errors(pa.concat_tables(tables, promote_options="default"))
 
 
 def error_array(messages: Iterable[str | None]) -> pa.Array:

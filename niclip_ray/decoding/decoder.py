@@ -101,8 +101,8 @@ class Decoder:
     ----------
     bundle : Bundle or path
         A bundle with a vocabulary (see :func:`niclip_ray.model.bundle.load_bundle`).
-    topk : int or None
-        Tasks and concepts kept per map (None: all). All domains are kept.
+    topk : int, "all" or None
+        Tasks and concepts kept per map (``"all"`` or None: every one). All domains are kept.
     logit_scale : float, optional
         Scale ``s`` of the similarities (default: the bundle's ``config['logit_scale']``,
         else the learned value). The paper's jobs use 20. A finite number above 0, at most
@@ -123,7 +123,7 @@ class Decoder:
         self,
         bundle: Bundle | str | os.PathLike,
         *,
-        topk: int | None = 10,
+        topk: int | str | None = 10,
         logit_scale: float | None = None,
         hierarchical: bool | None = None,
         projector=None,
@@ -133,13 +133,12 @@ class Decoder:
     ) -> None:
         from niclip_ray.model import CLIP
 
-        if topk is not None and int(topk) < 1:
-            raise ParameterError("topk", f"must be at least 1 (or None for every term), got {topk}")
+        topk = _top_k(topk)
         if logit_scale is not None and (problem := logit_scale_problem(logit_scale)):
             raise ParameterError("logit_scale", problem)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         vocabulary = self.bundle.require_vocabulary()
-        self.topk = None if topk is None else int(topk)
+        self.topk = topk
         self.logit_scale = float(logit_scale) if logit_scale is not None else self.bundle.logit_scale
         self.model = CLIP.from_state_dict(self.bundle.state_dict).eval()
         self.embedding = embedding or self.bundle.config.get("vocabulary_embedding", "combined")
@@ -388,42 +387,69 @@ class Decoder:
 
     def transform(
         self,
-        imgs: str | os.PathLike | nib.Nifti1Image | list,
-        map_id: str | list[str] | None = None,
+        imgs: str | os.PathLike | nib.spatialimages.SpatialImage | list,
+        names: str | list[str] | None = None,
+        errors: str = "rows",
+        strict: bool = False,
     ) -> pd.DataFrame:
-        """Decode 3-D maps into one tidy frame (see :meth:`decode_features`).
+        """Decode maps into one tidy frame, as ``niclip-ray decode`` does.
 
         Parameters
         ----------
         imgs : path, nibabel image, or list of them
-        map_id : str or list of str, optional
-            Map identifiers, one per map. Default: the file name without ``.nii[.gz]``;
-            ``map`` for one in-memory image, ``map-{i}`` for the i-th in a list.
+            NIfTI files, directories of maps (searched recursively), NeuroVault
+            ``collection_<id>/`` directories, or images in memory. A 4-D file or image gives
+            one map per volume (``<id>:<k>``). A file's map id is its name without
+            ``.nii[.gz]``, or its path when another map of the call has that name;
+            a NeuroVault map's is ``collection_<c>/image_<i>``
+            (:func:`~niclip_ray.decoding.map_files.collect_maps`).
+        names : str or list of str, optional
+            Map ids of the images in memory, one per image, in order. Default: ``map`` for
+            a single image, ``map-{i}`` for the image at position i of a list.
+        errors : {"rows", "raise"}
+            ``rows``: a map that cannot be decoded gets one row with its ``error`` (the
+            others are decoded). ``raise``: the first such map raises.
+        strict : bool
+            Refuse maps without a spatial transform or only partly over the brain mask
+            (otherwise their rows carry a ``warning``).
+
+        Returns
+        -------
+        DataFrame
+            The columns of the decode contract
+            (:data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`): :meth:`decode_features`'s,
+            ``source_path`` (None in memory), ``error``, ``warning``, and a NeuroVault
+            map's ``collection_id``, ``image_id``, ``name`` and ``contrast``.
 
         Raises
         ------
         InputError
-            A map cannot be decoded, or its scores are not numbers (:func:`nonfinite_maps`);
-            the message names it.
+            With ``errors="raise"``: a map cannot be decoded, or its scores are not numbers
+            (:func:`nonfinite_maps`); the message names it. Always: a directory holds no
+            map, or two maps have one id.
         ParameterError
-            ``map_id`` does not give one distinct id per map.
+            ``names`` does not give one distinct id per image in memory.
         """
+        from niclip_ray.decoding.batch import decode_maps  # it decodes through this module
+        from niclip_ray.decoding.map_files import check_unique, image_items, source_items
+
         many = isinstance(imgs, (list, tuple))
-        images = list(imgs) if many else [imgs]
-        if map_id is None:
-            ids = [_default_id(img, i if many else None) for i, img in enumerate(images)]
+        inputs = list(imgs) if many else [imgs]
+        in_memory = [i for i, img in enumerate(inputs) if isinstance(img, nib.spatialimages.SpatialImage)]
+        if names is None:
+            names = [f"map-{i}" for i in in_memory] if many else ["map"] * len(in_memory)
         else:
-            ids = list(map_id) if isinstance(map_id, (list, tuple)) else [map_id]
-        if len(ids) != len(images) or len(set(ids)) != len(ids):
-            raise ParameterError("map_id", f"needs one distinct id per map; got {ids} for {len(images)} maps")
-        betas = [
-            self.project(img, name=i if isinstance(img, nib.spatialimages.SpatialImage) else None)
-            for img, i in zip(images, ids)
-        ]
-        frame = self.decode_features(np.stack(betas) if betas else np.zeros((0, 1), np.float32), ids)
-        if problems := nonfinite_maps(frame):
-            raise InputError(next(iter(problems.values())))
-        return frame
+            names = [names] if isinstance(names, str) else list(names)
+            if len(names) != len(in_memory) or len(set(names)) != len(names):
+                raise ParameterError("names", f"needs one distinct id per image in memory; got {names} for "
+                                     f"{len(in_memory)} images")
+        named = dict(zip(in_memory, names))
+        files = iter(source_items([img for i, img in enumerate(inputs) if i not in named]))
+        items = []
+        for i, img in enumerate(inputs):
+            items += image_items(img, named[i]) if i in named else next(files)
+        check_unique(items)
+        return decode_maps(self, items, strict=strict, errors=errors)
 
 
 def nonfinite_maps(frame: pd.DataFrame) -> dict[str, str]:
@@ -453,11 +479,17 @@ def nonfinite_maps(frame: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _default_id(img, index: int | None = None) -> str:
-    if isinstance(img, nib.spatialimages.SpatialImage):
-        return "map" if index is None else f"map-{index}"
-    name = Path(img).name
-    return re.sub(r"\.nii(\.gz)?$", "", name)
+def _top_k(topk: int | str | None) -> int | None:
+    """A decoder's ``topk``: a whole number from 1, or None for ``"all"`` or None."""
+    if topk is None or (isinstance(topk, str) and topk.strip().lower() == "all"):
+        return None
+    try:
+        k = int(topk)
+    except (TypeError, ValueError):
+        raise ParameterError("topk", f"must be a whole number, 'all' or None, got {topk!r}") from None
+    if k < 1 or (k != topk and not isinstance(topk, str)):
+        raise ParameterError("topk", f"must be a whole number from 1, 'all' or None, got {topk!r}")
+    return k
 
 
 def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndarray]) -> pd.DataFrame:

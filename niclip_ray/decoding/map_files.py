@@ -2,9 +2,14 @@
 
 One manifest item per 3-D map: ``{"map_id", "source_path", "volume"}``. A 4-D file with
 several volumes gives one item per volume, ``map_id`` ``<name>:<k>`` and ``volume`` k
-(-1 for a 3-D file). Problems with a single file (unreadable, not NIfTI, a broken or
-looping symbolic link, recorded as ``input_error``) do not stop the manifest: the item is
-kept and fails alone when decoded, with an error row naming it. A NeuroVault metadata
+(-1 for a 3-D file). A map's name is its file name without ``.nii[.gz]`` whether the file
+or its directory was named, unless another map of the same call has that name too: then
+both keep their path (``dir/sub/a``). A NeuroVault map is ``collection_<c>/image_<i>``,
+and its item carries :data:`~niclip_ray.decoding.schema.COLLECTION_COLUMNS`. An image
+already in memory (:func:`image_items`) has ``image`` instead of a file, and no
+``source_path``. Problems with a single file (unreadable, not NIfTI, a broken or looping
+symbolic link, recorded as ``input_error``) do not stop the manifest: the item is kept
+and fails alone when decoded, with an error row naming it. A NeuroVault metadata
 file that cannot be read is recorded as ``input_warning``: the map is decoded, and its
 rows carry the warning.
 
@@ -26,6 +31,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from niclip_ray.decoding.schema import COLLECTION_COLUMNS
 from niclip_ray.errors import InputError
 from niclip_ray.neurovault.collections import find_collection, is_collection_dir, read_collection
 
@@ -34,16 +40,18 @@ _NIFTI = re.compile(r"\.nii(\.gz)?$")
 MAX_MAP_BYTES = 2 * 1024**3
 #: A map whose field of view covers a smaller fraction of the brain mask gets a warning.
 MIN_MASK_OVERLAP = 0.95
+#: NeuroVault metadata fields that give a map's ``contrast``, the first one present.
+CONTRAST_FIELDS = ("contrast_definition", "contrast_definition_cogatlas")
 
 
 def _stem(path: Path) -> str:
     return _NIFTI.sub("", path.name) if _NIFTI.search(path.name) else path.stem
 
 
-def _n_volumes(path: Path) -> int:
-    """Volumes in a 4-D file (header only); 0 for a 3-D or unreadable file."""
+def _n_volumes(img) -> int:
+    """Volumes of a 4-D image (header only) given as a file or in memory; 0 for a 3-D or unreadable one."""
     try:
-        shape = nib.load(str(path)).shape
+        shape = img.shape if isinstance(img, nib.spatialimages.SpatialImage) else nib.load(str(img)).shape
     except Exception:  # unreadable here; the decode step reports it per map
         return 0
     return int(shape[3]) if len(shape) == 4 and shape[3] > 1 else 0
@@ -56,6 +64,67 @@ def _items(map_id: str, path: Path, extra: dict | None = None) -> list[dict]:
     if n:
         return [{"map_id": f"{map_id}:{k}", "source_path": str(path), "volume": k, **extra} for k in range(n)]
     return [{"map_id": map_id, "source_path": str(path), "volume": -1, **extra}]
+
+
+def image_items(img: nib.spatialimages.SpatialImage, map_id: str) -> list[dict]:
+    """Manifest items of an image in memory: one, or one per volume of a 4-D image (``<map_id>:<k>``)."""
+    n = _n_volumes(img)
+    if n:
+        return [{"map_id": f"{map_id}:{k}", "source_path": None, "volume": k, "image": img} for k in range(n)]
+    return [{"map_id": map_id, "source_path": None, "volume": -1, "image": img}]
+
+
+def source_items(
+    sources: Iterable[str | os.PathLike],
+    collections: Iterable[int | str] = (),
+    neurovault_dir: str | os.PathLike | None = None,
+    download: bool = False,
+) -> list[list[dict]]:
+    """The manifest items of each source, then of each collection, in the order given.
+
+    Parameters are those of :func:`collect_maps`; a map's name depends on the other maps of
+    the call (module docstring), so sources named together are listed together.
+
+    Returns
+    -------
+    list of list of dict
+        One list per source, then one per collection; a directory's maps sorted by path.
+
+    Raises
+    ------
+    InputError
+        When a directory holds no NIfTI file, or a collection cannot be found.
+    """
+    groups: list[list[tuple[Path, str, dict]]] = []  # per source: (file, name if its stem is shared, extra)
+    for source in sources:
+        path = Path(source)
+        if is_collection_dir(path):
+            groups.append(_collection_files(path))
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if _NIFTI.search(p.name) and (p.is_file() or p.is_symlink()))
+            if not found:
+                raise InputError(f"directory {path} holds no .nii or .nii.gz file")
+            groups.append([(f, f"{path.name}/{_NIFTI.sub('', f.relative_to(path).as_posix())}", {}) for f in found])
+        else:
+            groups.append([(path, _NIFTI.sub("", str(path)), {})])
+    for collection_id in collections:
+        groups.append(_collection_files(find_collection(collection_id, neurovault_dir, download)))
+    stems = [_stem(f) for group in groups for f, _, extra in group if "collection_id" not in extra]
+    out = []
+    for group in groups:
+        items = []
+        for f, full_name, extra in group:
+            if "collection_id" in extra:
+                map_id = full_name
+            else:
+                map_id = _stem(f) if stems.count(_stem(f)) == 1 else full_name
+            broken = _broken_link(f)
+            if broken:
+                items.append({"map_id": map_id, "source_path": str(f), "volume": -1, "input_error": broken, **extra})
+            else:
+                items += _items(map_id, f, extra)
+        out.append(items)
+    return out
 
 
 def collect_maps(
@@ -84,39 +153,19 @@ def collect_maps(
     InputError
         When nothing is given, a directory holds no NIfTI file, or ids collide.
     """
-    items: list[dict] = []
-    files: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            if is_collection_dir(path):
-                items += _collection_items(path)
-                continue
-            found = sorted(p for p in path.rglob("*") if _NIFTI.search(p.name) and (p.is_file() or p.is_symlink()))
-            if not found:
-                raise InputError(f"directory {path} holds no .nii or .nii.gz file")
-            for f in found:
-                map_id = f"{path.name}/{_NIFTI.sub('', f.relative_to(path).as_posix())}"
-                broken = _broken_link(f)
-                if broken:
-                    items.append({"map_id": map_id, "source_path": str(f), "volume": -1, "input_error": broken})
-                else:
-                    items += _items(map_id, f)
-        else:
-            files.append(path)
-    stems = [_stem(f) for f in files]
-    for f, stem in zip(files, stems):
-        map_id = stem if stems.count(stem) == 1 else _NIFTI.sub("", str(f))
-        items += _items(map_id, f)
-    for collection_id in collections:
-        items += _collection_items(find_collection(collection_id, neurovault_dir, download))
+    items = [item for group in source_items(sources, collections, neurovault_dir, download) for item in group]
     if not items:
         raise InputError("no maps given: name NIfTI files, directories or NeuroVault collections")
+    check_unique(items)
+    return sorted(items, key=lambda i: i["map_id"])
+
+
+def check_unique(items: list[dict]) -> None:
+    """Raise :class:`InputError` naming the map ids that several items share (the same map given twice)."""
     ids = [i["map_id"] for i in items]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise InputError(f"these maps were given twice: {dupes[:5]}")
-    return sorted(items, key=lambda i: i["map_id"])
 
 
 def _broken_link(path: Path) -> str:
@@ -184,7 +233,7 @@ def check_map(item: dict, grid, strict: bool = False) -> str:
     Parameters
     ----------
     item : dict
-        A manifest item of :func:`collect_maps`.
+        A manifest item of :func:`collect_maps` or :func:`image_items`.
     grid : MaskGrid
         The brain-mask grid the map is projected on.
     strict : bool
@@ -201,7 +250,7 @@ def check_map(item: dict, grid, strict: bool = False) -> str:
     if item.get("input_error"):
         raise InputError(f"{label}: {item['input_error']}")
     try:
-        img = nib.load(item["source_path"])
+        img = item["image"] if "image" in item else nib.load(item["source_path"])
         shape = tuple(int(s) for s in img.shape)
     except Exception:  # unreadable here; loading the map reports it
         return ""
@@ -226,19 +275,21 @@ def check_map(item: dict, grid, strict: bool = False) -> str:
     return "; ".join(warnings)
 
 
-def _collection_items(directory: Path) -> list[dict]:
+def _collection_files(directory: Path) -> list[tuple[Path, str, dict]]:
+    """``(file, map id, fields)`` of each map of a NeuroVault collection (fields: ``COLLECTION_COLUMNS``)."""
     out = []
     for image in read_collection(directory):
-        extra = {"collection_id": image.collection_id, "image_id": image.image_id,
-                 "name": str(image.metadata.get("name", ""))}
+        contrast = next((image.metadata[k] for k in CONTRAST_FIELDS if k in image.metadata), None)
+        fields = (image.collection_id, image.image_id, image.metadata.get("name"), contrast)
+        extra = {column: None if value is None else str(value) for column, value in zip(COLLECTION_COLUMNS, fields)}
         if image.warning:
             extra["input_warning"] = image.warning
-        out += _items(image.map_id, image.path, extra)
+        out.append((image.path, image.map_id, extra))
     return out
 
 
-def load_item(item: dict) -> nib.Nifti1Image | str:
-    """The image of a manifest item: its file, or the chosen volume of a 4-D file.
+def load_item(item: dict) -> nib.spatialimages.SpatialImage | str:
+    """The image of a manifest item: its file or image, or the chosen volume of a 4-D one.
 
     Raises
     ------
@@ -247,9 +298,9 @@ def load_item(item: dict) -> nib.Nifti1Image | str:
     """
     volume = int(item.get("volume", -1))
     if volume < 0:
-        return item["source_path"]
+        return item["image"] if "image" in item else item["source_path"]
     try:
-        img = nib.load(item["source_path"])
+        img = item["image"] if "image" in item else nib.load(item["source_path"])
         data = np.asarray(img.dataobj[..., volume], dtype=np.float32)
     except Exception as exc:  # nibabel raises many types on corrupt data
         raise InputError(f"map {item['map_id']}: cannot read volume {volume} ({type(exc).__name__}: {exc})") from exc

@@ -14,10 +14,13 @@ LEVELS = ("task", "concept", "domain")
 SCORE_COLUMNS = ("prob", "similarity", "likelihood", "prior", "bayes_factor")
 #: What the evaluator needs of any ranked predictions.
 RANKING_COLUMNS = ("map_id", "level", "rank", "term")
-#: A decoder's tidy result (:meth:`niclip_ray.decoding.decoder.Decoder.transform`), with the atlas it projected on.
+#: Scores of decoded maps (:meth:`niclip_ray.decoding.decoder.Decoder.decode_features`), with the atlas they projected on.
 RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS, "atlas_id"]
-#: A decode stage part: the result, where each map came from, its atlas, its error (null when none), and a
-#: warning about its space (no sform/qform, partial overlap with the brain mask; "" if none).
+#: What a decode row keeps of a NeuroVault map (its ids, its metadata's ``name`` and contrast); null for other maps.
+COLLECTION_COLUMNS = ("collection_id", "image_id", "name", "contrast")
+#: A decode stage part: the result, where each map came from, its atlas, its error (null when none), a
+#: warning about its space (no sform/qform, partial overlap with the brain mask; "" if none), and
+#: :data:`COLLECTION_COLUMNS` (parts written before them lack these columns).
 DECODE_SCHEMA = pa.schema(
     [
         ("map_id", pa.string()),
@@ -30,6 +33,7 @@ DECODE_SCHEMA = pa.schema(
         ("atlas_id", pa.string()),
         ("error", pa.string()),
         ("warning", pa.string()),
+        *[(name, pa.string()) for name in COLLECTION_COLUMNS],
     ]
 )
 #: Written CSVs keep 6 significant digits (float32 features carry no more).

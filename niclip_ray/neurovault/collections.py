@@ -24,7 +24,8 @@ from niclip_ray.errors import InputError
 _COLLECTION = re.compile(r"^collection_(\w+)$")
 _IMAGE = re.compile(r"^image_(\d+)\.nii(\.gz)?$")
 #: Metadata fields copied into decoding manifests when present.
-METADATA_FIELDS = ("name", "map_type", "cognitive_paradigm_cogatlas", "contrast_definition", "task")
+METADATA_FIELDS = ("name", "map_type", "cognitive_paradigm_cogatlas", "contrast_definition",
+                   "contrast_definition_cogatlas", "task")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Batch decoding on Ray: maps -> ``decode/part-NNNNN.parquet`` (the decode contract, :mod:`niclip_ray.decoding.schema`).
 
 Each actor loads the bundle, builds the CLIP features of the vocabulary and the atlas
-projector once (:class:`~niclip_ray.decoding.decoder.Decoder`), then decodes its shards:
-every map is projected on its own (a bad map becomes one error row) and the good ones
-are scored together, vectorised. Sharding, resume and atomic writes come from
-:func:`niclip_ray.pipelines.shards.run_stage`.
+projector once (:class:`~niclip_ray.decoding.decoder.Decoder`), then decodes its shards
+as :meth:`Decoder.transform <niclip_ray.decoding.decoder.Decoder.transform>` does
+(:func:`~niclip_ray.decoding.batch.decode_maps`): every map is projected on its own (a
+bad map becomes one error row) and the good ones are scored together, vectorised.
+Sharding, resume and atomic writes come from :func:`niclip_ray.pipelines.shards.run_stage`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from niclip_ray.decoding.decoder import Decoder, bundle_digest, nonfinite_maps, resolve_atlas
-from niclip_ray.decoding.map_files import check_map, file_stamp, load_item
+from niclip_ray.decoding.batch import decode_maps
+from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
+from niclip_ray.decoding.map_files import file_stamp
 from niclip_ray.decoding.schema import DECODE_SCHEMA
-from niclip_ray.errors import InputError, ParameterError
+from niclip_ray.errors import ParameterError
 from niclip_ray.model.bundle import load_bundle
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, run_stage
 from niclip_ray.pipelines.tally import items_done
@@ -32,49 +32,15 @@ STAGE = "decode"
 def decode_items(decoder: Decoder, items: list[dict], strict: bool = False) -> pa.Table:
     """Decode one shard of manifest items with a ready decoder (pure; no Ray).
 
-    Each map's header is checked first (:func:`~niclip_ray.decoding.map_files.check_map`):
-    its warning goes to every row of the map, or, when ``strict``, becomes its error. A map
-    whose scores are not numbers (:func:`~niclip_ray.decoding.decoder.nonfinite_maps`) is an
-    error too, never a result. The item's ``input_warning`` (unreadable NeuroVault
-    metadata) is added to its rows' warning.
+    :func:`~niclip_ray.decoding.batch.decode_maps`'s rows, a failed map one error row,
+    as a part's Arrow table.
 
     Returns
     -------
     pyarrow.Table
-        :data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`; a map that fails gets one row with its
-        ``error`` and nulls elsewhere.
+        :data:`~niclip_ray.decoding.schema.DECODE_SCHEMA`.
     """
-    betas, good, failed, warnings = [], [], [], {}
-    for item in items:
-        try:
-            found = [item.get("input_warning", ""), check_map(item, decoder.projector.grid, strict)]
-            warnings[item["map_id"]] = "; ".join(w for w in found if w)
-            betas.append(decoder.project(load_item(item), name=f"{item['map_id']} ({item['source_path']})"))
-            good.append(item)
-        except InputError as exc:
-            failed.append((item, str(exc)))
-        except Exception as exc:  # an unexpected per-map failure must not take the shard down
-            failed.append((item, f"map {item['map_id']}: {type(exc).__name__}: {exc}"))
-        items_done()
-    betas = np.stack(betas) if betas else np.zeros((0, 1), np.float32)
-    frame = decoder.decode_features(betas, [i["map_id"] for i in good])
-    nonfinite = nonfinite_maps(frame)
-    failed += [(item, nonfinite[item["map_id"]]) for item in good if item["map_id"] in nonfinite]
-    frame = frame[~frame["map_id"].isin(nonfinite)].reset_index(drop=True)
-    source = {i["map_id"]: i["source_path"] for i in good}
-    frame["source_path"] = frame["map_id"].map(source)
-    frame["error"] = None
-    frame["warning"] = frame["map_id"].map(warnings)
-    errors = pd.DataFrame(
-        {
-            "map_id": [i["map_id"] for i, _ in failed],
-            "source_path": [i["source_path"] for i, _ in failed],
-            "error": [message for _, message in failed],
-            "warning": [""] * len(failed),
-        }
-    )
-    table = pd.concat([frame, errors], ignore_index=True) if len(errors) else frame
-    table["rank"] = table["rank"].astype("Int32")
+    table = decode_maps(decoder, items, strict=strict, on_item=items_done)
     columns = {}
     for name in DECODE_SCHEMA.names:
         values = table[name].astype(object)

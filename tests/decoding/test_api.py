@@ -14,8 +14,8 @@ from nilearn.datasets import load_sample_motor_activation_image
 from niclip_ray import Decoder
 from niclip_ray._testing import toy_atlas, toy_bundle, toy_state_dict
 from niclip_ray.cli.main import run
-from niclip_ray.decoding.schema import RESULT_COLUMNS
-from niclip_ray.errors import ParameterError
+from niclip_ray.decoding.schema import DECODE_SCHEMA
+from niclip_ray.errors import InputError, ParameterError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -50,18 +50,21 @@ def test_transform_takes_a_path_an_image_or_a_list(bundle_dir, tmp_path):
     decoder = Decoder.from_bundle(path, atlas_dir=root / "atlas", topk=3)
     motor = load_sample_motor_activation_image()
     by_path = decoder.transform(motor)
-    assert by_path.columns.tolist() == RESULT_COLUMNS and set(by_path["map_id"]) == {Path(motor).name.split(".")[0]}
+    assert by_path.columns.tolist() == DECODE_SCHEMA.names and set(by_path["map_id"]) == {"image_10426"}
+    assert set(by_path["source_path"]) == {str(Path(motor).absolute())} and by_path["error"].isna().all()
     by_image = decoder.transform(nib.load(motor))
-    assert set(by_image["map_id"]) == {"map"}
+    assert set(by_image["map_id"]) == {"map"} and by_image["source_path"].isna().all()
     np.testing.assert_allclose(by_image["prob"], by_path["prob"], rtol=1e-12)
     flipped = nib.Nifti1Image(-nib.load(motor).get_fdata(), nib.load(motor).affine)
     both = decoder.transform([motor, flipped])
-    assert list(pd.unique(both["map_id"])) == [by_path["map_id"].iloc[0], "map-1"]
+    assert list(pd.unique(both["map_id"])) == ["image_10426", "map-1"]
     np.testing.assert_allclose(both[both["map_id"] == "map-1"]["prob"], decoder.transform(flipped)["prob"], rtol=1e-6)  # float32 batch vs single
-    named = decoder.transform([motor, motor], map_id=["a", "b"])
-    assert named.groupby("map_id").size().tolist() == [len(by_path)] * 2
-    with pytest.raises(ParameterError, match="map_id"):
-        decoder.transform([motor, motor])  # the same file name twice
+    named = decoder.transform([nib.load(motor), flipped], names=["a", "b"])
+    assert named.groupby("map_id").size().to_dict() == {"a": len(by_path), "b": len(by_path)}
+    with pytest.raises(ParameterError, match="names needs one distinct id per image in memory"):
+        decoder.transform([flipped, flipped], names=["a", "a"])
+    with pytest.raises(InputError, match="given twice"):
+        decoder.transform([motor, motor])  # the same file twice
     assert decoder.transform([]).empty
 
 

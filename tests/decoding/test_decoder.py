@@ -13,7 +13,7 @@ from scipy.ndimage import affine_transform
 from niclip_ray._testing import toy_bundle
 from niclip_ray.decoding.decoder import Decoder
 from niclip_ray.decoding.export import reference_tables
-from niclip_ray.decoding.schema import RESULT_COLUMNS as COLUMNS
+from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import ConfigError, InputError
 from niclip_ray.model import CLIP
 from niclip_ray.model.bundle import load_bundle
@@ -73,8 +73,8 @@ def test_matches_reference_flow(decoder, bundle_dir):
     bundle = load_bundle(path)
     img = load_sample_motor_activation_image()
     every_term = Decoder(path, atlas_dir=atlas_dir, topk=None, projector=decoder.projector)
-    result = every_term.transform(img, map_id="motor")
-    assert list(result.columns) == COLUMNS
+    result = every_term.transform(img)
+    assert list(result.columns) == DECODE_SCHEMA.names and set(result["map_id"]) == {"image_10426"}
     atlas_maps = atlas_dir / "difumo_atlases" / "64" / "2mm" / "maps.nii.gz"
     sim, lik, post, bf, concept, domain = reference_predict(nib.load(img), bundle, atlas_maps, 20.0)
     names = bundle.vocabulary["name"].tolist()
@@ -162,7 +162,7 @@ def test_bad_maps_are_named(decoder, tmp_path):
     flat = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((10, 10), np.float32), np.eye(4)), flat)
     with pytest.raises(InputError, match="flat.nii.gz.*3-D"):
-        decoder.transform(flat)
+        decoder.transform(flat, errors="raise")
 
 
 def test_atlas_mismatch_is_refused(bundle_dir, tmp_path):

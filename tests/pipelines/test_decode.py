@@ -45,15 +45,15 @@ def setup(tmp_path_factory):
     return bundle, root / "atlas", maps
 
 
-GOOD = {"maps/motor", "maps/flipped", "maps/integer", "maps/pair:0", "maps/pair:1", "maps/mask_u8", "maps/with_inf"}
+GOOD = {"motor", "flipped", "integer", "pair:0", "pair:1", "mask_u8", "with_inf"}
 BAD = {
-    "maps/truncated": "corrupt or truncated|not a readable",
-    "maps/nan": "NaN or infinite",
-    "maps/flat": "3-D",
-    "maps/zero": "no signal on the atlas",
-    "maps/elsewhere": "MNI",
-    "maps/readme": "not a readable NIfTI",
-    "maps/five_d": "3-D",
+    "truncated": "corrupt or truncated|not a readable",
+    "nan": "NaN or infinite",
+    "flat": "3-D",
+    "zero": "no signal on the atlas",
+    "elsewhere": "MNI",
+    "readme": "not a readable NIfTI",
+    "five_d": "3-D",
 }
 
 
@@ -72,14 +72,14 @@ def test_decode_items_without_ray(setup):
     assert set(good["map_id"]) == GOOD
     assert good.groupby(["map_id", "level"]).size().unstack().to_dict("list") == {
         "concept": [3] * len(GOOD), "domain": [10] * len(GOOD), "task": [3] * len(GOOD)}
-    single = decoder.transform(maps / "motor.nii.gz", map_id="maps/motor")
-    got = good[good["map_id"] == "maps/motor"].reset_index(drop=True)
+    single = decoder.transform(maps / "motor.nii.gz")
+    got = good[good["map_id"] == "motor"].reset_index(drop=True)
     np.testing.assert_allclose(got["prob"], single["prob"], rtol=1e-6)  # float32 batch vs single matmul
     assert (got["term"] == single["term"]).all()
     assert (good["atlas_id"] == "toy-difumo64-8mm-standin-seed0").all()
     # volume 1 is twice volume 0: the projection scales, the normalised decoding does not change
-    p0 = good[good["map_id"] == "maps/pair:0"]["prob"].to_numpy()
-    p1 = good[good["map_id"] == "maps/pair:1"]["prob"].to_numpy()
+    p0 = good[good["map_id"] == "pair:0"]["prob"].to_numpy()
+    p1 = good[good["map_id"] == "pair:1"]["prob"].to_numpy()
     np.testing.assert_allclose(p0, p1, rtol=1e-5)
 
 

@@ -119,7 +119,8 @@ def test_nan_scores_are_an_error_row_never_a_result(toy, tmp_path, capsys):
                                "weights overflow on this map)"
     decoder = Decoder(bundle, atlas_dir=atlas)
     with pytest.raises(InputError, match="map motor: decoding gave NaN"):
-        decoder.transform(motor)
+        decoder.transform(motor, errors="raise")
+    assert decoder.transform(motor)["error"].tolist() == [rows["error"][0]]
     table = decode.decode_items(decoder, collect_maps([motor])).to_pandas()
     assert table["error"].notna().all()
 
