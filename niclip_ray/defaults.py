@@ -11,3 +11,5 @@ TEXT_SHARD_SIZE = 128
 TEXT_BATCH_SIZE = 8
 #: Longest text embedded, in tokens (longer texts are an error row).
 MAX_TOKENS = 262_144
+#: Task scores a decoder ranks by (``docs/method.md``, "Ranking and flags"); the first, the paper's, is the default.
+RANK_BY = ("posterior", "bayes_factor", "likelihood")

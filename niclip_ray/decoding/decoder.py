@@ -7,7 +7,8 @@ Built from a model bundle; nothing to fit. Per map (``docs/method.md``, "Decodin
 2. L2-normalise the coefficients and run the CLIP image head;
 3. cosine against the vocabulary's text features (computed once, at construction);
 4. posterior, Bayes factor, and noisy-OR concepts and domains
-   (:mod:`niclip_ray.decoding.posterior`), vectorised over all maps of a batch.
+   (:mod:`niclip_ray.decoding.posterior`), vectorised over all maps of a batch;
+5. tasks ranked by ``rank_by``, top terms flagged (:mod:`niclip_ray.decoding.ranking`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from niclip_ray._docs import fill_doc
 from niclip_ray.atlas.maps import load_map
 from niclip_ray.decoding.posterior import noisy_or, task_posterior, top_k
+from niclip_ray.decoding.ranking import DEFAULT_RANK_BY, against_map, hub_terms, parse_rank_by, task_scores
 from niclip_ray.decoding.schema import RESULT_COLUMNS
 from niclip_ray.errors import ConfigError, InputError, ParameterError
 from niclip_ray.model.bundle import Bundle, load_bundle, logit_scale_problem
@@ -117,6 +119,10 @@ class Decoder:
         Decode even when the atlas found differs from the bundle's.
     embedding : str, optional
         Vocabulary embedding kind (default: ``config['vocabulary_embedding']`` or ``combined``).
+    rank_by : {"posterior", "bayes_factor", "likelihood"}
+        The task score that orders (and cuts at ``topk``) each map's tasks
+        (:mod:`niclip_ray.decoding.ranking`; ``bayes-factor`` is read too). The default,
+        ``posterior``, is the paper's. Concepts and domains are ranked by their posterior.
     """
 
     def __init__(
@@ -130,12 +136,14 @@ class Decoder:
         atlas_dir: str | os.PathLike | None = None,
         allow_atlas_mismatch: bool = False,
         embedding: str | None = None,
+        rank_by: str = DEFAULT_RANK_BY,
     ) -> None:
         from niclip_ray.model import CLIP
 
         topk = _top_k(topk)
         if logit_scale is not None and (problem := logit_scale_problem(logit_scale)):
             raise ParameterError("logit_scale", problem)
+        self.rank_by = parse_rank_by(rank_by)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         vocabulary = self.bundle.require_vocabulary()
         self.topk = topk
@@ -200,7 +208,7 @@ class Decoder:
             Similarity scale (the paper's jobs use 20; the original CLI's default is 10).
         **kwargs
             The constructor's other keywords (``topk``, ``hierarchical``, ``atlas_dir``,
-            ``allow_atlas_mismatch``). ``atlas_dir`` defaults, as for ``predict``, to
+            ``allow_atlas_mismatch``, ``rank_by``). ``atlas_dir`` defaults, as for ``predict``, to
             ``$BRAINDEC_DATA/nilearn`` when it holds DiFuMo.
         """
         from niclip_ray.decoding.predict import braindec_atlas_dir
@@ -229,6 +237,7 @@ class Decoder:
             "atlas_dir": self.atlas_dir,
             "allow_atlas_mismatch": self.allow_atlas_mismatch,
             "embedding": self.embedding,
+            "rank_by": self.rank_by,
         }
 
     def describe(self) -> dict:
@@ -243,7 +252,7 @@ class Decoder:
             ``text_model_id`` and ``n_train_studies`` (as the bundle records them, else None),
             ``atlas_id``, ``atlas_standin``, ``atlas_dim``, ``vocabulary_embedding``,
             ``n_terms`` (terms per decoded level), ``prior`` (``uniform`` or ``vocabulary``),
-            ``logit_scale``, ``topk`` and ``hierarchical``.
+            ``logit_scale``, ``topk``, ``hierarchical`` and ``rank_by``.
         """
         config = self.bundle.config
         train_ids = config.get("training", {}).get("split", {}).get("train")
@@ -265,6 +274,7 @@ class Decoder:
             "logit_scale": self.logit_scale,
             "topk": self.topk,
             "hierarchical": self.hierarchical,
+            "rank_by": self.rank_by,
         }
 
     @property
@@ -321,7 +331,9 @@ class Decoder:
         with torch.no_grad():
             return self.model.encode_image(x).numpy()
 
-    def decode_features(self, betas: np.ndarray, map_ids: list[str]) -> pd.DataFrame:
+    def decode_features(
+        self, betas: np.ndarray, map_ids: list[str], *, rank_by: str | None = None, flag_hubs: bool = True
+    ) -> pd.DataFrame:
         """Decode projected maps; one tidy frame for all of them.
 
         Parameters
@@ -329,14 +341,21 @@ class Decoder:
         betas : (n, dim) array
             Atlas coefficients, one row per map.
         map_ids : list of str, length n
+        rank_by : str, optional
+            Task ranking for this call (default: :attr:`rank_by`).
+        flag_hubs : bool
+            Flag hubs among these maps (:func:`~niclip_ray.decoding.ranking.hub_terms`); False
+            leaves ``hub`` null, for maps that were not decoded together (a service batch of
+            several clients' uploads).
 
         Returns
         -------
         DataFrame
-            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; the :attr:`topk` best tasks and
-            concepts and every domain of each map, ``rank`` from 1 per map and level, and the
+            :data:`~niclip_ray.decoding.schema.RESULT_COLUMNS`; the :attr:`topk` best tasks (by
+            ``rank_by``) and concepts and every domain of each map, ``rank`` from 1 per map and
+            level, the flags of :mod:`~niclip_ray.decoding.ranking` (nullable booleans), and the
             :attr:`atlas_id` the maps were projected on. Concept and domain rows have NaN
-            similarity, likelihood, prior and Bayes factor.
+            similarity, likelihood, prior and Bayes factor, and a null ``against_map``.
 
         Warns
         -----
@@ -350,18 +369,22 @@ class Decoder:
             return pd.DataFrame(columns=RESULT_COLUMNS)
         cosine = self.image_features(betas).astype(np.float64) @ self.text_features.astype(np.float64).T
         post = task_posterior(cosine, self.prior, self.logit_scale)
+        order = top_k(task_scores(post, self.rank_by if rank_by is None else rank_by), None)
         frames = [
             _tidy(
-                "task", map_ids, post.posterior, top_k(post.posterior, self.topk), self.term_ids, self.terms,
+                "task", map_ids, post.posterior, order[:, : self.topk], self.term_ids, self.terms,
                 {"similarity": post.similarity, "likelihood": post.likelihood,
                  "prior": np.broadcast_to(post.prior, post.posterior.shape), "bayes_factor": post.bayes_factor},
+                hub_terms(order) if flag_hubs else None,
             )
         ]
         if self.hierarchical:
             concept = noisy_or(post.posterior, self.task_concept)
             domain = noisy_or(concept, self.concept_domain)
-            frames.append(_tidy("concept", map_ids, concept, top_k(concept, self.topk), *self.concepts.T, {}))
-            frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}))
+            order = top_k(concept, None)
+            hubs = hub_terms(order) if flag_hubs else None
+            frames.append(_tidy("concept", map_ids, concept, order[:, : self.topk], *self.concepts.T, {}, hubs))
+            frames.append(_tidy("domain", map_ids, domain, top_k(domain, None), *self.domains.T, {}, None))
         atlas_id = self._features_atlas_id()
         self._warn_if_standin(atlas_id)
         return pd.concat(frames, ignore_index=True).assign(atlas_id=atlas_id)[RESULT_COLUMNS]
@@ -492,7 +515,8 @@ def _top_k(topk: int | str | None) -> int | None:
     return k
 
 
-def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndarray], hubs) -> pd.DataFrame:
+    """Rows of one level: ``order`` (n, k) term indices per map, ``extra`` task scores, ``hubs`` (V,) bools or None."""
     n, k = order.shape
     rows = np.repeat(np.arange(n), k)
     cols = order.reshape(-1)
@@ -506,4 +530,7 @@ def _tidy(level: str, map_ids, prob, order, ids, names, extra: dict[str, np.ndar
     }
     for name in ("similarity", "likelihood", "prior", "bayes_factor"):
         frame[name] = extra[name][rows, cols] if name in extra else np.full(n * k, np.nan)
+    flags = against_map(frame["bayes_factor"]) if "bayes_factor" in extra else [None] * (n * k)
+    frame["against_map"] = pd.array(flags, dtype="boolean")
+    frame["hub"] = pd.array(hubs[cols] if hubs is not None else [None] * (n * k), dtype="boolean")
     return pd.DataFrame(frame)

@@ -12,10 +12,13 @@ import pyarrow as pa
 LEVELS = ("task", "concept", "domain")
 #: Per-term numbers; concept and domain rows, and baselines, leave all but ``prob`` empty.
 SCORE_COLUMNS = ("prob", "similarity", "likelihood", "prior", "bayes_factor")
+#: Flags of a top term (:mod:`niclip_ray.decoding.ranking`): a task's Bayes factor is below 1; a task or concept
+#: tops most maps decoded together. Null where a flag does not apply or cannot be known.
+FLAG_COLUMNS = ("against_map", "hub")
 #: What the evaluator needs of any ranked predictions.
 RANKING_COLUMNS = ("map_id", "level", "rank", "term")
 #: Scores of decoded maps (:meth:`niclip_ray.decoding.decoder.Decoder.decode_features`), with the atlas they projected on.
-RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS, "atlas_id"]
+RESULT_COLUMNS = ["map_id", "level", "rank", "term_id", "term", *SCORE_COLUMNS, *FLAG_COLUMNS, "atlas_id"]
 #: What a decode row keeps of a NeuroVault map (its ids, its metadata's ``name`` and contrast); null for other maps.
 COLLECTION_COLUMNS = ("collection_id", "image_id", "name", "contrast")
 #: A decode stage part: the result, where each map came from, its atlas, its error (null when none), a
@@ -30,6 +33,7 @@ DECODE_SCHEMA = pa.schema(
         ("term_id", pa.string()),
         ("term", pa.string()),
         *[(name, pa.float64()) for name in SCORE_COLUMNS],
+        *[(name, pa.bool_()) for name in FLAG_COLUMNS],
         ("atlas_id", pa.string()),
         ("error", pa.string()),
         ("warning", pa.string()),

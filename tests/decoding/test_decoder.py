@@ -118,7 +118,8 @@ def test_get_params_rebuild_the_decoder_and_describe_says_what_it_runs(decoder, 
     path, atlas_dir = bundle_dir
     params = decoder.get_params()
     assert params == {"bundle": str(path), "topk": 10, "logit_scale": 20.0, "hierarchical": True,
-                      "atlas_dir": atlas_dir, "allow_atlas_mismatch": False, "embedding": "combined"}
+                      "atlas_dir": atlas_dir, "allow_atlas_mismatch": False, "embedding": "combined",
+                      "rank_by": "posterior"}
     img = load_sample_motor_activation_image()
     pd.testing.assert_frame_equal(Decoder(**params).transform(img), decoder.transform(img))
     bundle = load_bundle(path)
@@ -137,6 +138,7 @@ def test_get_params_rebuild_the_decoder_and_describe_says_what_it_runs(decoder, 
         "logit_scale": 20.0,
         "topk": None,
         "hierarchical": False,
+        "rank_by": "posterior",
     }
     assert fresh._projector is None  # describing finds the atlas but builds no projector
     assert decoder.describe()["n_terms"] == {"task": len(bundle.vocabulary), "concept": len(bundle.ontology.concepts),
