@@ -24,8 +24,10 @@ from niclip_ray.controls import escape_controls
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-#: Decoded maps printed as tables; more are only written to files.
+#: Decoded maps printed as tables; more get one summary line each (:func:`print_top_tasks`).
 SHOW_MAPS = 3
+#: Summary lines printed for many maps; the rest are counted.
+SUMMARY_MAPS = 20
 #: Seconds between plain progress lines of a stage when output is not a terminal.
 PLAIN_EVERY_S = 5.0
 
@@ -175,3 +177,20 @@ def print_map(map_id: str, rows, n: int = 5) -> None:
             bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
             table.add_row(level, str(int(row.rank)), str(row.term), f"{row.prob:.3f}", bf)
     out.print(table)
+
+
+def print_top_tasks(decoded, limit: int = SUMMARY_MAPS) -> None:
+    """Print one line per decoded map, its top task and probability, for the first ``limit`` maps.
+
+    Parameters
+    ----------
+    decoded : DataFrame
+        Decode rows of maps without an error (``map_id``, ``level``, ``rank``, ``term``, ``prob``).
+    limit : int
+        Maps listed; ``... N more maps`` counts the others.
+    """
+    top = decoded[(decoded["level"] == "task") & (decoded["rank"] == 1)].sort_values("map_id")
+    for row in top.head(limit).itertuples():
+        out.print(f"{escape_controls(row.map_id)}: {escape_controls(str(row.term))} ({row.prob:.3f})", markup=False)
+    if len(top) > limit:
+        out.print(f"... {len(top) - limit} more maps (all in the decode/ parts and CSVs)", markup=False)

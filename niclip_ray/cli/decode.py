@@ -18,6 +18,7 @@ from niclip_ray.cli.console import (
     err,
     fail_if_any_failed,
     print_map,
+    print_top_tasks,
     report_failures,
     say,
 )
@@ -76,8 +77,10 @@ def decode(
     """Decode brain maps with a model bundle.
 
     Writes OUT/decode/part-NNNNN.parquet (map_id, source_path, level, rank, term, prob,
-    similarity, likelihood, prior, bayes_factor, error, warning), OUT/csv/{map}_{level}_predictions.csv,
-    and prints the top predictions when a few maps are given. A rerun resumes (maps whose
+    similarity, likelihood, prior, bayes_factor, error, warning, and a NeuroVault map's
+    collection_id, image_id, name, contrast), OUT/csv/{map}_{level}_predictions.csv, and
+    prints the top predictions of up to 3 maps, or each map's top task for more. A map's
+    id is its file name (its path when two maps share a name). A rerun resumes (maps whose
     files changed are decoded again). Failed maps keep exit 0 unless --fail-on-error.
     Up to 4 maps with no Ray address are decoded in this process, without starting Ray
     (same files; --ray to use Ray anyway).
@@ -138,6 +141,8 @@ def decode(
     if len(map_ids) <= SHOW_MAPS:
         for map_id in map_ids:
             print_map(map_id, decoded[decoded["map_id"] == map_id])
+    else:
+        print_top_tasks(decoded)
     if fail_on_error:
         fail_if_any_failed(summary, "maps")
 

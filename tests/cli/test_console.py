@@ -54,3 +54,16 @@ def test_terminal_progress_bar_learns_the_total_from_the_stage():
         progress.on_items(4, 6)
         progress.on_items(2, 6)
     assert progress.done == 6 and "6/6" in buffer.getvalue()
+
+
+def test_many_maps_are_summarised_by_their_top_task(capsys):
+    import pandas as pd
+
+    from niclip_ray.cli.console import print_top_tasks
+
+    rows = pd.DataFrame({"map_id": ["m2", "m2", "m1", "m3", "m1"], "level": ["task", "task", "task", "task", "concept"],
+                         "rank": [1, 2, 1, 1, 1], "term": ["n-back", "stroop", "rest", "tapping", "memory"],
+                         "prob": [0.5, 0.25, 0.125, 0.75, 0.9]})
+    print_top_tasks(rows, limit=2)
+    assert capsys.readouterr().out.splitlines() == [
+        "m1: rest (0.125)", "m2: n-back (0.500)", "... 1 more maps (all in the decode/ parts and CSVs)"]

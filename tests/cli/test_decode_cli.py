@@ -102,3 +102,22 @@ def test_missing_bundle_exits_1(tmp_path, capsys):
     assert run(["decode", load_sample_motor_activation_image(), "--model", str(tmp_path / "none"),
                 "--out", str(tmp_path / "o")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_many_maps_print_one_line_each(bundle, tmp_path, capsys):
+    path, atlas = bundle
+    img = nib.load(load_sample_motor_activation_image())
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for name, scale in (("a", 1.0), ("b", -1.0), ("c", 2.0), ("d", -0.5)):
+        nib.save(nib.Nifti1Image(scale * data, img.affine), maps / f"{name}.nii.gz")
+    code = run(["decode", str(maps), "--model", str(path), "--atlas-dir", str(atlas), "--out", str(tmp_path / "o"),
+                "--tasks-only", "--no-csv", "--standin"])
+    out = capsys.readouterr().out
+    assert code == 0 and "top predictions" not in out
+    results = read_parts(tmp_path / "o" / "decode").to_pandas()
+    top = results[results["rank"] == 1].set_index("map_id")
+    assert sorted(top.index) == ["a", "b", "c", "d"]  # the file names, not maps/a
+    for map_id, row in top.iterrows():
+        assert f"{map_id}: {row['term']} ({row['prob']:.3f})\n" in out

@@ -3,7 +3,6 @@ NeuroVault collections, a bad map as an error row, ``topk="all"``, ids that do n
 how a file was named, and a collection map's metadata."""
 
 import json
-import shutil
 import warnings
 
 import nibabel as nib
