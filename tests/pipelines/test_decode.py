@@ -1,10 +1,12 @@
 """Batch decoding: the pure shard function, then the Ray stage with bad maps and resume."""
 
 import gzip
+import json
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from nilearn.datasets import load_sample_motor_activation_image
 
@@ -100,3 +102,27 @@ def test_stage_with_bad_maps_and_resume(setup, ray_local, tmp_path):
     assert not second.duplicated(["map_id", "level", "rank"]).any()
     with pytest.raises(InputError, match="resume needs the same"):
         decode.run(items, bundle, out, topk=5, atlas_dir=atlas, shard_size=4)
+
+
+def test_parts_keep_a_collection_maps_metadata_and_older_parts_still_read(setup, tmp_path):
+    bundle, atlas, maps = setup
+    coll = tmp_path / "collection_9"
+    coll.mkdir()
+    (coll / "image_4.nii.gz").write_bytes((maps / "motor.nii.gz").read_bytes())
+    (coll / "image_4_metadata.json").write_text(json.dumps({"name": "motor", "contrast_definition_cogatlas": "L>R"}))
+    (coll / "image_6.nii.gz").write_bytes((maps / "flipped.nii.gz").read_bytes())  # no metadata file
+    decoder = Decoder(bundle, atlas_dir=atlas, topk=2, hierarchical=False)
+    new = decode.decode_items(decoder, collect_maps([coll, maps / "motor.nii.gz"]))
+    columns = ["collection_id", "image_id", "name", "contrast"]
+    info = {row["map_id"]: {c: row[c] for c in columns} for row in new.to_pylist()}
+    assert info == {
+        "collection_9/image_4": {"collection_id": "9", "image_id": "4", "name": "motor", "contrast": "L>R"},
+        "collection_9/image_6": {"collection_id": "9", "image_id": "6", "name": None, "contrast": None},
+        "motor": {"collection_id": None, "image_id": None, "name": None, "contrast": None}}
+    out = tmp_path / "decode"
+    out.mkdir()
+    old = new.drop_columns(columns)  # a part from before these columns
+    pq.write_table(old, out / "part-00000.parquet")
+    pq.write_table(new, out / "part-00001.parquet")
+    both = read_parts(out)["collection_id"].to_pylist()
+    assert both == [None] * old.num_rows + new["collection_id"].to_pylist()
