@@ -167,16 +167,57 @@ def report_stage(summary, *, quiet: bool = False) -> None:
     say(summary.line(), quiet=quiet)
 
 
-def print_map(map_id: str, rows, n: int = 5) -> None:
-    """Print a map's top ``n`` tasks, concepts and domains from its decode rows."""
-    table = Table(title=Text(f"{escape_controls(map_id)}: top predictions"))
-    for column in ("level", "rank", "term", "prob", "bayes_factor"):
-        table.add_column(column, justify="right" if column in ("rank", "prob", "bayes_factor") else "left")
+def print_map(map_id: str, rows, n: int = 5, rank_by: str = "posterior") -> None:
+    """Print a map's top ``n`` tasks (in ``rank_by`` order), concepts and domains from its decode rows.
+
+    ``prob`` is the posterior; ``flags`` names the row's ``against map`` and ``hub`` flags
+    (:mod:`niclip_ray.decoding.ranking`).
+    """
+    table = Table(title=Text(f"{escape_controls(map_id)}: top predictions (tasks by {rank_by.replace('_', ' ')})"))
+    numbers = ("rank", "prob", "prior", "bayes_factor")
+    for column in ("level", "rank", "term", *numbers[1:], "flags"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for level in ("task", "concept", "domain"):
         for row in rows[(rows["level"] == level) & (rows["rank"] <= n)].sort_values("rank").itertuples():
+            prior = "" if row.prior != row.prior else f"{row.prior:.3f}"
             bf = "" if row.bayes_factor != row.bayes_factor else f"{row.bayes_factor:.2f}"
-            table.add_row(level, str(int(row.rank)), str(row.term), f"{row.prob:.3f}", bf)
+            flags = ", ".join(name for name, value in (("against map", row.against_map), ("hub", row.hub))
+                              if str(value) == "True")  # None, NaN or NA: not flagged
+            table.add_row(level, str(int(row.rank)), str(row.term), f"{row.prob:.3f}", prior, bf, flags)
     out.print(table)
+
+
+def print_maps(decoded, map_ids: list[str], n: int = 5, rank_by: str = "posterior", ontology=None) -> None:
+    """Print each map's table (:func:`print_map`), then explain on stderr the flags shown and where levels disagree.
+
+    Parameters
+    ----------
+    decoded : DataFrame
+        Decode rows of maps without an error.
+    map_ids : list of str
+        The maps to print, in order.
+    n, rank_by
+        As :func:`print_map`.
+    ontology : Ontology, optional
+        The bundle's; with it, a map whose top concept is not one its top task measures gets
+        a note (:func:`niclip_ray.decoding.ranking.level_disagreement`).
+    """
+    from niclip_ray.decoding.ranking import HUB_SHARE, HUB_TOP_K, level_disagreement
+
+    shown = decoded[decoded["map_id"].isin(map_ids) & (decoded["rank"] <= n)]
+    for map_id in map_ids:
+        print_map(map_id, shown[shown["map_id"] == map_id], n=n, rank_by=rank_by)
+    if (shown["against_map"].astype(str) == "True").any():
+        err.print("note: 'against map': the map lowered the task's probability below its prior (Bayes factor "
+                  "below 1); only its prior keeps it ranked (--rank-by bayes-factor ranks by the map's evidence)",
+                  markup=False)
+    if (shown["hub"].astype(str) == "True").any():
+        err.print(f"note: 'hub': in the top {HUB_TOP_K} of more than {HUB_SHARE:.0%} of the maps decoded together; "
+                  "it says little about any one of them", markup=False)
+    for map_id in map_ids:
+        note = level_disagreement(shown[shown["map_id"] == map_id], ontology)
+        if note:
+            err.print(f"note: map {escape_controls(map_id)}: {note}", markup=False)
 
 
 def print_top_tasks(decoded, limit: int = SUMMARY_MAPS) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from niclip_ray.defaults import RANK_BY
 from niclip_ray.errors import InputError, ParameterError
 
 CorpusOpt = Annotated[Path, typer.Option("--corpus", help="Corpus directory from 'corpus ingest'.")]
@@ -45,6 +46,26 @@ def parse_logit_scale(value: str | float) -> float:
     return scale
 
 
+def parse_rank_by(value: str) -> str:
+    """``--rank-by``: posterior, bayes-factor or likelihood (:func:`niclip_ray.decoding.ranking.parse_rank_by`)."""
+    from niclip_ray.decoding.ranking import parse_rank_by as parse
+
+    try:
+        return parse(value)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.problem) from None
+
+
+RankByOpt = Annotated[
+    str,
+    typer.Option(
+        "--rank-by",
+        parser=parse_rank_by,
+        metavar="|".join(name.replace("_", "-") for name in RANK_BY),
+        help="Order each map's tasks by posterior (the paper's), Bayes factor (the map's evidence, apart from "
+        "the prior) or likelihood (the map alone). Concepts and domains keep their posterior order.",
+    ),
+]
 TopKOpt = Annotated[
     int | None,
     typer.Option("--topk", "--top-k", parser=_top_k, metavar="K|all", help="Tasks and concepts kept per map, or all."),

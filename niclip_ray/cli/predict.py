@@ -18,7 +18,7 @@ import typer
 
 from niclip_ray.cli.console import err, say
 from niclip_ray.cli.context import options
-from niclip_ray.cli.options import parse_logit_scale
+from niclip_ray.cli.options import RankByOpt, parse_logit_scale
 
 
 def predict(
@@ -61,6 +61,7 @@ def predict(
         ),
     ] = "True",
     topk: Annotated[int, typer.Option("--topk", "--top-k", min=1, help="Tasks and concepts written per image.")] = 10,
+    rank_by: RankByOpt = "posterior",
     logit_scale: Annotated[
         float,
         typer.Option(
@@ -97,7 +98,8 @@ def predict(
     Writes {image}_predictions.csv (pred, prob, similarity, likelihood, prior_prob, joint_prob,
     bayes_factor) or, with --hierarchical True, {image}_task_predictions.csv,
     {image}_concept_predictions.csv and {image}_process_predictions.csv (pred, prob), where
-    {image} is the file name up to its first dot, and prints the top-k table.
+    {image} is the file name up to its first dot, and prints the top-k table. --rank-by
+    orders the tasks (posterior, the original's, by default).
 
     Fixes over the original: concept_to_process.json domain overrides are applied; the
     vocabulary order is checked against the Cognitive Atlas; a missing GPU is a clear error.
@@ -105,7 +107,7 @@ def predict(
     Example: niclip-ray predict --image map.nii.gz --model model.pth --vocabulary vocab.txt
     --vocabulary_emb vocab.npy --vocabulary_prior prior.npy --mask mask.nii.gz --output out
     """
-    from niclip_ray.cli.console import SHOW_MAPS, print_map
+    from niclip_ray.cli.console import SHOW_MAPS, print_maps
     from niclip_ray.decoding.map_files import collect_maps
     from niclip_ray.decoding.predict import braindec_atlas_dir, check_device, output_targets, write_predictions
     from niclip_ray.errors import InputError
@@ -132,7 +134,7 @@ def predict(
     targets = output_targets(items, output)
     atlas_dir = atlas_dir if atlas_dir is not None else braindec_atlas_dir()
     decode_args = {"topk": topk, "logit_scale": logit_scale, "atlas_dir": str(atlas_dir) if atlas_dir else None,
-                   "allow_atlas_mismatch": allow_atlas_mismatch, "hierarchical": hierarchical}
+                   "allow_atlas_mismatch": allow_atlas_mismatch, "hierarchical": hierarchical, "rank_by": rank_by}
     if len(image) == 1 and image[0].is_file() and len(items) == 1:
         from niclip_ray.pipelines.decode import make_process
 
@@ -153,8 +155,7 @@ def predict(
         written += write_predictions(rows, *targets[map_id], hierarchical=hierarchical)
     say(f"{len(written)} CSV files -> {', '.join(sorted({str(p.parent) for p in written}))}",
         quiet=options(ctx).quiet)
-    for map_id in sorted(set(decoded["map_id"]))[:SHOW_MAPS]:
-        print_map(map_id, decoded[decoded["map_id"] == map_id], n=topk)
+    print_maps(decoded, sorted(set(decoded["map_id"]))[:SHOW_MAPS], n=topk, rank_by=rank_by, ontology=bundle.ontology)
 
 
 def _flag(name: str, value: str) -> bool:

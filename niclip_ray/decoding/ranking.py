@@ -20,15 +20,25 @@ Two flags mark top terms the map does not support on its own:
   ``topk``. A term that tops most maps whatever they show says little about any one of
   them. Unknown (null) with fewer than :data:`HUB_MIN_MAPS` maps, and for domains (five of
   the ten domains are a top 5 by construction).
+
+Levels can disagree (:func:`level_disagreement`): the top concept need not be one the top
+task measures.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from niclip_ray.decoding.posterior import TaskPosterior
 from niclip_ray.defaults import RANK_BY
 from niclip_ray.errors import ParameterError
+
+if TYPE_CHECKING:  # only annotations: the CLI parses --rank-by without pandas or scipy
+    import pandas as pd
+
+    from niclip_ray.decoding.posterior import TaskPosterior
+    from niclip_ray.ontology.core import Ontology
 
 DEFAULT_RANK_BY = RANK_BY[0]
 #: A term is a hub when it is in the top HUB_TOP_K of more than HUB_SHARE of the maps decoded together ...
@@ -92,3 +102,27 @@ def hub_terms(order: np.ndarray) -> np.ndarray | None:
         return None
     counts = np.bincount(order[:, :HUB_TOP_K].reshape(-1), minlength=n_terms)
     return counts / n_maps > HUB_SHARE
+
+
+def level_disagreement(rows: pd.DataFrame, ontology: Ontology | None) -> str | None:
+    """Why a map's top concept is not one its top task measures, or None when it is (or cannot be told).
+
+    Concepts are the noisy-OR of every linked task's posterior, so many tasks of middling
+    posterior can outweigh the top task, whose own concepts then rank lower; and the concept
+    order never follows ``rank_by``.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One map's decode rows (``level``, ``rank``, ``term``).
+    ontology : Ontology or None
+        The bundle's ontology (None: no note).
+    """
+    top = rows[rows["rank"] == 1].set_index("level")["term"]
+    if ontology is None or not {"task", "concept"} <= set(top.index):
+        return None
+    task, concept = str(top["task"]), str(top["concept"])
+    if concept in ontology.concepts_of(task):
+        return None
+    return (f"the top concept '{concept}' is not one the top task '{task}' measures: concepts and domains are "
+            "noisy-ORs over every task's posterior, not the top task's, and keep their posterior order")

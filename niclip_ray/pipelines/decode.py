@@ -20,6 +20,7 @@ import pyarrow as pa
 from niclip_ray.decoding.batch import decode_maps
 from niclip_ray.decoding.decoder import Decoder, bundle_digest, resolve_atlas
 from niclip_ray.decoding.map_files import file_stamp
+from niclip_ray.decoding.ranking import DEFAULT_RANK_BY, parse_rank_by
 from niclip_ray.decoding.schema import DECODE_SCHEMA
 from niclip_ray.errors import ParameterError
 from niclip_ray.model.bundle import load_bundle
@@ -56,6 +57,7 @@ def make_process(
     allow_atlas_mismatch: bool = False,
     hierarchical: bool | None = None,
     strict: bool = False,
+    rank_by: str = DEFAULT_RANK_BY,
 ) -> ProcessFn:
     """Process factory run inside each actor: build the decoder (and its projector) once."""
     decoder = Decoder(
@@ -65,6 +67,7 @@ def make_process(
         atlas_dir=atlas_dir,
         allow_atlas_mismatch=allow_atlas_mismatch,
         hierarchical=hierarchical,
+        rank_by=rank_by,
     )
     decoder.projector  # noqa: B018 - build the projector now, not inside the first shard
     return functools.partial(decode_items, decoder, strict=strict)
@@ -109,6 +112,7 @@ def run(
     atlas_dir: str | os.PathLike | None = None,
     allow_atlas_mismatch: bool = False,
     hierarchical: bool | None = None,
+    rank_by: str = DEFAULT_RANK_BY,
     shard_size: int = 64,
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
@@ -122,7 +126,8 @@ def run(
     map's file is fingerprinted (:func:`~niclip_ray.decoding.map_files.file_stamp`: size,
     mtime and sha256), so a rerun skips finished shards only while their files are
     unchanged; a shard with a changed file is decoded again. ``strict`` refuses maps
-    without a transform or only partly over the brain mask instead of warning.
+    without a transform or only partly over the brain mask instead of warning. ``rank_by``
+    orders each map's tasks (:mod:`niclip_ray.decoding.ranking`); hubs are flagged per shard.
     ``in_process`` decodes in this process without Ray (a few maps), writing the same files.
     ``on_items(n, total)`` is told as maps are decoded (for progress).
 
@@ -140,6 +145,7 @@ def run(
         "atlas_dir": str(atlas_dir) if atlas_dir else None,
         "hierarchical": hierarchical,
         "strict": strict,
+        "rank_by": parse_rank_by(rank_by),
     }
     maps = [{**item, "file": file_stamp(item["source_path"])} for item in maps]
     factory = functools.partial(
@@ -151,6 +157,7 @@ def run(
         allow_atlas_mismatch=allow_atlas_mismatch,
         hierarchical=hierarchical,
         strict=strict,
+        rank_by=rank_by,
     )
     return run_stage(
         STAGE,
