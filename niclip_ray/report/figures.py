@@ -162,3 +162,29 @@ def plot_metrics(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
     finally:
         plt.close(figure)
     return Path(path)
+
+
+def plot_posterior_prior(terms: list[str], posterior: np.ndarray, prior: np.ndarray, title: str,
+                         path: str | os.PathLike) -> Path:
+    """Horizontal bars of each top task's posterior beside its prior, the first term on top.
+
+    A posterior bar shorter than its prior bar is a task the map argues against (Bayes
+    factor below 1): the prior, not the map, keeps it among the top terms.
+    """
+    y = np.arange(len(terms))
+    figure, axes = plt.subplots(figsize=(6.5, 0.9 + 0.42 * len(terms)))
+    try:
+        axes.barh(y - 0.2, posterior, 0.4, label="posterior", color="#3366cc")
+        axes.barh(y + 0.2, prior, 0.4, label="prior", color="#aaaaaa")
+        axes.set_yticks(y)
+        axes.set_yticklabels([term if len(term) <= 40 else term[:39] + "…" for term in terms], fontsize="small")
+        axes.invert_yaxis()
+        axes.set_xlabel("probability")
+        axes.set_title(title, fontsize="medium")
+        axes.legend(fontsize="small", loc="lower right")
+        figure.tight_layout()
+        with replacing(path) as tmp:
+            figure.savefig(tmp, dpi=90)
+    finally:
+        plt.close(figure)
+    return Path(path)

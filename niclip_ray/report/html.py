@@ -22,6 +22,7 @@ import pandas as pd
 
 from niclip_ray import __version__
 from niclip_ray.atomic import write_text
+from niclip_ray.decoding.ranking import HUB_MIN_MAPS, HUB_SHARE, HUB_TOP_K
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import load_truth
 from niclip_ray.report import figures
@@ -35,8 +36,18 @@ METRIC_COLUMNS = {
     "null_mean_hit_at_k": "null hit@k (mean)", "null_std_hit_at_k": "null hit@k (std)",
     "p_value_hit_at_k": "p (hit@k)", "normalized_hit_at_k": "hit@k / null", "above_chance": "above chance",
 }
-#: Columns of a map's top-n table.
-TOP_COLUMNS = {"rank": "rank", "term": "term", "prob": "probability", "score": "raw score"}
+#: Columns of a map's top-n table (the prior, Bayes factor and flags where a backend gives them).
+TOP_COLUMNS = {"rank": "rank", "term": "term", "prob": "probability", "score": "raw score", "prior": "prior",
+               "bayes_factor": "Bayes factor", "against_map": "against map", "hub": "hub"}
+#: Columns shown only for the backends that fill them.
+_OPTIONAL_TOP = ("prior", "bayes_factor", "against_map", "hub")
+#: How to read a map's predictions: the ranking, the flags, and why levels can disagree.
+READING = ("Tasks are ranked by {rank_by}. The probability is the posterior (likelihood × prior); a Bayes factor "
+           "below 1 ('against map: yes') means the map lowered the task's probability below its prior, so the "
+           "prior, not the map, keeps it ranked; the bars show each top task's posterior beside its prior. A hub "
+           "is a term in the top {hub_k} of more than {hub_share:.0%} of the maps decoded together (at least "
+           "{hub_min}). Concepts and domains are noisy-ORs over every task's posterior, not the top task's, and keep "
+           "their posterior order, so the top concept need not be one the top task measures.")
 #: Columns of the full term table of a map.
 TERM_COLUMNS = {"rank": "rank", "term_id": "term id", "term": "term", "prob": "probability", "score": "raw score",
                 "similarity": "cosine similarity"}
@@ -136,10 +147,25 @@ def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict
     for (level, backend), group in ok.groupby(["level", "backend"], sort=False):
         group = group.sort_values("rank", kind="stable")
         heading = f"{level} · {backend}"
-        top.append((heading, table_rows(group.head(top_n), TOP_COLUMNS)))
+        columns = {c: h for c, h in TOP_COLUMNS.items()
+                   if c not in _OPTIONAL_TOP or (c in group and group[c].notna().any())}
+        top.append((heading, table_rows(group.head(top_n), columns)))
         links = {"term_id": [cognitive_atlas_url(t, level) for t in group["term_id"]]} if "term_id" in group else {}
         full.append((heading, table_rows(group, TERM_COLUMNS, links=links)))
     return {"errors": messages, "top": top, "full": full, "empty": rows.empty}
+
+
+def _posterior_prior_png(predictions: pd.DataFrame, map_id: str, top_n: int, path: Path) -> str | None:
+    """The NiCLIP top tasks' posterior-beside-prior bars of a map (a data URI), or None without a prior."""
+    rows = predictions[(predictions["map_id"].astype(str) == map_id) & (predictions["level"] == "task")]
+    if "backend" in rows:
+        rows = rows[rows["backend"] == "niclip"]
+    if "prior" not in rows or rows["prior"].isna().all():
+        return None
+    rows = rows.sort_values("rank", kind="stable").head(top_n)
+    drawn = figures.plot_posterior_prior(rows["term"].astype(str).tolist(), rows["prob"].to_numpy(float),
+                                         rows["prior"].to_numpy(float), f"{map_id}: posterior and prior", path)
+    return _data_uri(drawn)
 
 
 def term_hubness(predictions: pd.DataFrame, k: int, level: str = "task") -> pd.DataFrame:
@@ -207,12 +233,16 @@ def write_report(
         Created if needed; holds ``report.html``, ``map-*.png``, ``metrics.png``, ``curves.png``.
     maps : mapping of map id to NIfTI path or image
         Decoded maps, drawn by :func:`~niclip_ray.report.figures.plot_map` (a glass brain of a
-        non-negative map, thresholded slices of a signed one, as its caption says).
+        non-negative map, thresholded slices of a signed one, as its caption says), each with
+        its NiCLIP top tasks' posterior beside their prior
+        (:func:`~niclip_ray.report.figures.plot_posterior_prior`, ``bars-*.png``) when the
+        predictions have a prior.
     predictions : DataFrame
         Decode-contract rows (``map_id, level, rank, term`` and ``prob`` and/or ``score``,
         optionally ``term_id``, ``similarity``, ``backend``, ``atlas_id`` and ``error``) of NiCLIP
         and the baselines. Each map gets its top ``top_n`` and, folded, every term with its
-        probability and raw score in separate columns.
+        probability and raw score in separate columns; the top table adds the prior, Bayes
+        factor and the ``against_map`` and ``hub`` flags where a backend gives them.
     metrics : DataFrame
         The evaluator's summary (:attr:`EvaluationResult.summary`).
     curves : DataFrame or None
@@ -232,7 +262,8 @@ def write_report(
         Further result tables (e.g. a known-answer check), shown after the metrics.
     provenance : mapping, optional
         What decoded the maps (:meth:`Decoder.describe() <niclip_ray.decoding.decoder.Decoder.describe>`):
-        its ``atlas_id`` and ``text_model_id`` go into the captions. A stand-in atlas there or
+        its ``atlas_id`` and ``text_model_id`` go into the captions, its ``rank_by`` into the
+        note on reading the predictions. A stand-in atlas there or
         in the predictions' ``atlas_id`` column opens the report with a warning banner.
     intro : str
         A plain sentence or two under the title: what the run shows and does not show.
@@ -276,6 +307,7 @@ def write_report(
                  "links": (map_links or {}).get(map_id, {}), "png": None,
                  "truth": _truth_line(labels, str(map_id)) if labels is not None else ""}
         entry.update(_map_predictions(predictions, str(map_id), top_n))
+        entry["bars_png"] = _posterior_prior_png(predictions, str(map_id), top_n, out / f"bars-{_slug(str(map_id))}.png")
         try:
             drawn = figures.plot_map(source, str(map_id), out / f"map-{_slug(str(map_id))}.png")
         except InputError as exc:
@@ -298,6 +330,8 @@ def write_report(
     page = _TEMPLATES.get_template("report.html").render(
         title=title, version=__version__, stamp=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
         banner=standin_banner(atlas_ids), intro=intro, lead=lead,
+        reading=READING.format(rank_by=str(provenance.get("rank_by", "posterior")).replace("_", " "),
+                               hub_k=HUB_TOP_K, hub_share=HUB_SHARE, hub_min=HUB_MIN_MAPS),
         metrics=table_rows(metrics, METRIC_COLUMNS, note=metrics_note),
         metrics_png=_data_uri(figures.plot_metrics(metrics, out / "metrics.png")) if not metrics.empty else None,
         tables=extra, maps=shown,

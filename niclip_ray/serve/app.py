@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from ray import serve
@@ -26,7 +27,8 @@ from starlette.requests import Request as StarletteRequest
 from niclip_ray.atlas.maps import load_map
 from niclip_ray.atlas.resample import on_grid
 from niclip_ray.decoding.decoder import Decoder, nonfinite_maps
-from niclip_ray.errors import InputError
+from niclip_ray.decoding.ranking import DEFAULT_RANK_BY, parse_rank_by
+from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.retrieval import Index
 from niclip_ray.serve.page import glass_brain_png, render_page
 from niclip_ray.serve.responses import decode_response, parse_levels, search_response
@@ -156,6 +158,7 @@ class DecodeService:
         top_k: int = Query(10, ge=1, le=10_000),
         hierarchical: bool | None = None,
         plot: bool = False,
+        rank_by: str = DEFAULT_RANK_BY,
     ) -> dict:
         self.authorize(request)
         self.counters["requests"] += 1
@@ -164,11 +167,12 @@ class DecodeService:
                 raise UploadError(422, "hierarchical=true needs a bundle with an ontology")
             try:
                 wanted = parse_levels(levels, self.decoder.hierarchical if hierarchical is None else hierarchical)
-            except ValueError as exc:
+                rank_by = parse_rank_by(rank_by)
+            except (ValueError, ParameterError) as exc:
                 raise UploadError(422, str(exc)) from exc
             img = read_nifti(await upload_bytes(request, self.settings.max_upload_bytes),
                              self.settings.max_upload_bytes, self.settings.max_map_bytes)
-            result = await self.decode_batch(img)
+            result = await self.decode_batch((img, rank_by))
             if isinstance(result, InputError):
                 raise UploadError(422, str(result))
         except UploadError as exc:
@@ -177,29 +181,36 @@ class DecodeService:
         frame, checks = result
         body = decode_response(frame, wanted, top_k, checks, {
             "bundle_sha256": self.description["bundle_sha256"], "atlas_id": self.description["atlas_id"],
-            "logit_scale": self.description["logit_scale"]})
+            "logit_scale": self.description["logit_scale"], "rank_by": rank_by})
         if plot:
             body["plot"] = await asyncio.to_thread(glass_brain_png, load_map(img, name="upload"))
         self.counters["decoded"] += 1
         return body
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def decode_batch(self, images: list) -> list:
-        """Decode a batch of uploads; each result is ``(frame, checks)`` or the map's InputError."""
-        return await asyncio.to_thread(self.decode_many, images)
+    async def decode_batch(self, requests: list) -> list:
+        """Decode a batch of ``(upload, rank_by)``; each result is ``(frame, checks)`` or the map's InputError."""
+        return await asyncio.to_thread(self.decode_many, requests)
 
-    def decode_many(self, images: list) -> list:
+    def decode_many(self, requests: list) -> list:
+        """Project each upload, then score them together, once per ``rank_by`` asked (no hub flags across clients)."""
         start = time.perf_counter()
-        betas, results = [], []
-        for img in images:
+        images = [img for img, _ in requests]
+        betas, results = {}, []
+        for i, img in enumerate(images):
             try:
-                betas.append(self.decoder.project(img, name="upload"))
+                betas[i] = self.decoder.project(img, name="upload")
                 results.append(None)
             except InputError as exc:
                 results.append(exc)
-        ids = [f"upload-{i}" for i, r in enumerate(results) if r is None]
-        if ids:
-            frame = self.decoder.decode_features(np.stack(betas), ids)
+        frames = []
+        for rank_by in dict.fromkeys(requests[i][1] for i in betas):
+            chosen = [i for i in betas if requests[i][1] == rank_by]
+            frames.append(self.decoder.decode_features(np.stack([betas[i] for i in chosen]),
+                                                       [f"upload-{i}" for i in chosen], rank_by=rank_by,
+                                                       flag_hubs=False))
+        if frames:
+            frame = pd.concat(frames, ignore_index=True)
             nonfinite = nonfinite_maps(frame)
             for i, img in enumerate(images):
                 if results[i] is None and f"upload-{i}" in nonfinite:

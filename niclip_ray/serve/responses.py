@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 LEVELS = ("task", "concept", "domain")
-_TERM_FIELDS = ("rank", "term_id", "term", "prob", "similarity", "likelihood", "prior", "bayes_factor")
+_TERM_FIELDS = ("rank", "term_id", "term", "prob", "similarity", "likelihood", "prior", "bayes_factor", "against_map",
+                "hub")
 
 
 def parse_levels(text: str, hierarchical: bool) -> list[str]:
@@ -26,7 +27,7 @@ def parse_levels(text: str, hierarchical: bool) -> list[str]:
 
 
 def _number(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
+    return None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def decode_response(frame: pd.DataFrame, levels: list[str], top_k: int, checks: dict, model: dict) -> dict:
@@ -36,7 +37,8 @@ def decode_response(frame: pd.DataFrame, levels: list[str], top_k: int, checks: 
 
     ``frame`` is one map's :meth:`~niclip_ray.decoding.decoder.Decoder.decode_features`
     output with every term ranked; terms keep its order. Concept and domain terms have
-    null similarity, likelihood, prior and Bayes factor.
+    null similarity, likelihood, prior, Bayes factor and ``against_map``; ``hub`` is null
+    (a request is one map, and a batch mixes clients' maps).
     """
     results = {}
     for level in levels:

@@ -234,3 +234,24 @@ def test_lead_tables_open_the_report(tmp_path, facts):
                         table_notes={"Held-out": "What the columns are."}).read_text()
     assert page.index("<h2>Held-out</h2>") < page.index("<h2>Metrics") < page.index("<h2>Later</h2>")
     assert '<p class="note">What the columns are.</p>' in page.split("<h2>Held-out</h2>")[1].split("<h2>")[0]
+
+
+def test_posterior_prior_bars_flags_and_how_to_read_them(tmp_path, facts):
+    predictions = _predictions().assign(prior=None, bayes_factor=None, against_map=None, hub=None)
+    niclip_task = (predictions["backend"] == "niclip") & (predictions["level"] == "task")
+    predictions.loc[niclip_task, ["prior", "bayes_factor", "against_map", "hub"]] = [[0.2, 9.3, False, True],
+                                                                                      [0.5, 0.43, True, False]]
+    truth = pd.DataFrame({"map_id": ["motor"], "task": ["motor fMRI task paradigm"]})
+    path = write_report(tmp_path, maps={"motor": load_sample_motor_activation_image()}, predictions=predictions,
+                        metrics=evaluate(predictions, truth, n_permutations=5).summary, curves=None, methods="m",
+                        provenance={**facts, "rank_by": "bayes_factor"})
+    page = path.read_text()
+    assert (tmp_path / "bars-motor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert base64.b64encode((tmp_path / "bars-motor.png").read_bytes()).decode() in page
+    motor = page.split("<h3>motor</h3>")[1]
+    niclip = motor.split("<h4>task · niclip</h4>")[1].split("</table>")[0]
+    assert "<th tabindex=\"0\">against map</th><th tabindex=\"0\">hub</th>" in niclip
+    assert niclip.count('<td data-sort="1">yes</td>') == 2  # the first task's hub, the second's against map
+    gclda = motor.split("<h4>task · gclda</h4>")[1].split("</table>")[0]
+    assert "against map" not in gclda  # a baseline has no prior, so no flags
+    assert "Tasks are ranked by bayes factor." in page and "need not be one the top task measures" in page

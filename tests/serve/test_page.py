@@ -64,6 +64,13 @@ def test_upload_shows_the_brain_and_the_ranked_tables(service, toy, browser):
     first = browser.find_elements(By.CSS_SELECTOR, "tr.row-task")[0].find_elements(By.TAG_NAME, "td")
     assert first[0].text == "1" and first[1].text == top_task["term"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.row-concept")) == 10
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.row-task div.bar.post")) == 10  # posterior beside prior
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.row-task div.bar.prior")) == 10
+    flags = [row.find_elements(By.TAG_NAME, "td")[-1].text for row in browser.find_elements(By.CSS_SELECTOR, "tr.row-task")]
+    task_rows = expected[expected["level"] == "task"]
+    assert flags == ["against map" if bf < 1 else "" for bf in task_rows["bayes_factor"]]
+    assert "tasks by posterior" in browser.find_element(By.ID, "table-task").text
+    assert "noisy-ORs" in browser.find_element(By.ID, "notes").text
     assert browser.find_elements(By.CSS_SELECTOR, "tr.row-domain")
     brain = browser.find_element(By.ID, "brain")
     assert brain.is_displayed() and brain.get_attribute("src").startswith("data:image/png;base64,")

@@ -50,6 +50,17 @@ def test_json_equals_decoder_transform(service, toy):
     assert body["model"]["bundle_sha256"] == Decoder.from_bundle(bundle, atlas_dir=atlas).describe()["bundle_sha256"]
 
 
+def test_rank_by_orders_the_tasks_as_the_decoder_does(service, toy):
+    bundle, atlas = toy
+    body = decode(service, MOTOR_BYTES, {"top_k": 5, "rank_by": "likelihood", "levels": "task"}).json()
+    expected = Decoder.from_bundle(bundle, atlas_dir=atlas, topk=5, rank_by="likelihood").transform(MOTOR)
+    rows = body["results"]["task"]
+    assert [r["term"] for r in rows] == expected.loc[expected["level"] == "task", "term"].tolist()
+    assert [r["likelihood"] for r in rows] == sorted((r["likelihood"] for r in rows), reverse=True)
+    assert [r["against_map"] for r in rows] == [r["bayes_factor"] < 1 for r in rows]
+    assert {r["hub"] for r in rows} == {None} and body["model"]["rank_by"] == "likelihood"
+
+
 def test_multipart_upload_and_query(service):
     url, session = service
     with open(MOTOR, "rb") as handle:
@@ -88,6 +99,7 @@ BAD = [  # (name, body, params, status, words in the reason)
     ("header of 32767^4", header_only((32767,) * 4, np.float64), {}, 413, "32767x32767x32767x32767 voxels"),
     ("bad level", None, {"levels": "task,mood"}, 422, "levels"),
     ("bad top_k", None, {"top_k": 0}, 422, ""),
+    ("bad rank_by", None, {"rank_by": "prior"}, 422, "rank_by must be one of posterior, bayes-factor, likelihood"),
 ]
 
 
