@@ -167,8 +167,9 @@ def _evaluate_predictions(ctx, predictions, truth, out_dir, k, permutations, see
 def _evaluate_retrieval(ctx, index_dir, corpus, text_features, model, atlas_dir, out_dir, permutations, seed) -> None:
     import json
 
+    from niclip_ray.atomic import write_json
     from niclip_ray.retrieval import Index
-    from niclip_ray.retrieval.evaluation import evaluate_retrieval
+    from niclip_ray.retrieval.evaluation import INDEX_EVALUATION, evaluate_retrieval
     from niclip_ray.retrieval.table import INDEX_META
 
     missing = [flag for flag, value in (("--corpus", corpus), ("--text-features", text_features)) if value is None]
@@ -183,5 +184,6 @@ def _evaluate_retrieval(ctx, index_dir, corpus, text_features, model, atlas_dir,
     evaluation = evaluate_retrieval(Index(index_dir, model, atlas_dir=atlas_dir, seed=seed), corpus, text_features,
                                     n_permutations=permutations, seed=seed)
     paths = evaluation.write(out_dir)
+    paths.append(write_json(Path(index_dir) / INDEX_EVALUATION, evaluation.record(), indent=2))
     out.print(retrieval_table(evaluation))
     say(f"wrote {', '.join(str(p) for p in paths)}", quiet=options(ctx).quiet)

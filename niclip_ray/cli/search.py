@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from niclip_ray.atomic import write_csv
 from niclip_ray.cli.console import err, out, say
 from niclip_ray.cli.context import options
 from niclip_ray.cli.options import AtlasDirOpt
+from niclip_ray.controls import escape_controls
 
 app = typer.Typer(help="Search a study index with brain maps or text.", no_args_is_help=True)
 
@@ -24,13 +26,32 @@ SHOW_ROWS = 10
 
 
 def print_matches(query: str, rows) -> None:
-    """Print a query's best studies: rank, pmid, title, score."""
-    table = Table(title=f"{query}: nearest studies")
-    for column in ("rank", "pmid", "title", "score"):
+    """Print a query's best studies: rank, ids, title (cut to fit; the files have it whole), trained on, score."""
+    table = Table(title=Text(f"{escape_controls(query)}: nearest studies"))
+    for column in ("rank", "study_id", "pmid", "title", "trained on", "score"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for row in rows.sort_values("rank").head(SHOW_ROWS).itertuples():
-        table.add_row(str(row.rank), str(row.pmid), str(row.title)[:90], f"{row.score:.3f}")
+        table.add_row(str(row.rank), Text(str(row.study_id)), str(row.pmid), Text(str(row.title)[:80]),
+                      "yes" if row.in_training else "", f"{row.score:.3f}")
     out.print(table)
+
+
+def provenance_notes(model: Path, index: Path, text_to_map: bool) -> None:
+    """Print what ``decode`` says about a stand-in atlas, and what the index's evaluation says about its maps."""
+    import json
+
+    from niclip_ray.cli.preflight import bundle_config
+    from niclip_ray.retrieval.evaluation import INDEX_EVALUATION, map_caveat
+
+    atlas_id = str(bundle_config(model).get("atlas_id") or "")
+    if "standin" in atlas_id:
+        err.print(f"note: the bundle was trained on a stand-in atlas ({atlas_id}), not DiFuMo: the matches show that "
+                  "search runs, not what a map means", markup=False)
+    record_path = Path(index) / INDEX_EVALUATION
+    record = json.loads(record_path.read_text()) if text_to_map and record_path.is_file() else None
+    caveat = map_caveat(record)
+    if caveat:
+        err.print(f"warning: {caveat}", markup=False)
 
 
 @app.command()
@@ -51,7 +72,7 @@ def image(
     """Rank the indexed studies by cosine between each map's latent and theirs.
 
     One map is searched here; several maps or a directory run on Ray (resumable). Writes
-    OUT/matches.csv (query, rank, study_id, pmid, title, score) and prints the best ones.
+    OUT/matches.csv (query, rank, study_id, pmid, doi, title, in_training, score) and prints the best ones.
 
     Example: niclip-ray search image motor.nii.gz --index work/index --model work/train/bundle
     """
@@ -86,6 +107,7 @@ def image(
     write_csv(out_dir / "matches.csv", found)
     for query in sorted(set(found["query"]))[:3]:
         print_matches(query, found[found["query"] == query])
+    provenance_notes(model, index, text_to_map=False)
     say(f"{len(found)} matches of {found['query'].nunique()} maps -> {out_dir / 'matches.csv'}", quiet=opts.quiet)
 
 
@@ -105,7 +127,7 @@ def text(
 
     The map is a ridge regression from text latent to atlas coefficients, fitted on the
     bundle's training studies, summed over the atlas components on the MNI 2 mm grid.
-    Writes OUT (NIfTI), OUT with .png (picture) and .csv (rank, pmid, title, score).
+    Writes OUT (NIfTI), OUT with .png (picture) and .csv (the studies, as for `search image`).
 
     Example: niclip-ray search text "working memory" --index work/index --model work/train/bundle
     --out wm.nii.gz
@@ -126,4 +148,5 @@ def text(
     table_path = png.with_suffix(".csv")
     write_csv(table_path, match.studies[RESULT_COLUMNS])
     print_matches(query[:60], match.studies)
+    provenance_notes(model, index, text_to_map=True)
     say(f"map -> {nifti} (+ {png.name}); studies -> {table_path}", quiet=opts.quiet)

@@ -34,7 +34,8 @@ DEFAULT_SHARD_SIZE = 1024
 #: Columns of the image search stage's part files.
 SEARCH_SCHEMA = pa.schema([
     ("query", pa.string()), ("source_path", pa.string()), ("rank", pa.int32()), ("study_id", pa.string()),
-    ("pmid", pa.string()), ("title", pa.string()), ("score", pa.float64()), ("error", pa.string()),
+    ("pmid", pa.string()), ("doi", pa.string()), ("title", pa.string()), ("in_training", pa.bool_()),
+    ("score", pa.float64()), ("error", pa.string()),
 ])
 
 

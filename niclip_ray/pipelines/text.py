@@ -16,8 +16,9 @@ texts travel inside the shard manifest, so actors never re-read the corpus, and 
 recomputes a shard whose texts changed.
 
 Also here: :func:`embed_texts` (a short list of texts, e.g. a vocabulary, embedded in one
-Ray task on a GPU when there is one) and :func:`read_text_features` (the stage's output as
-a matrix); :mod:`niclip_ray.pipelines.vocab` builds the vocabulary with both.
+Ray task on a GPU when there is one). :func:`niclip_ray.features.text_table.read_text_features`
+reads the stage's output as a matrix; :mod:`niclip_ray.pipelines.vocab` builds the
+vocabulary with both.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from niclip_ray._docs import fill_doc
 from niclip_ray.corpus import load_corpus
@@ -41,7 +41,7 @@ from niclip_ray.features.text import DEFAULT_MAX_TOKENS, EmbeddingResult, TextEm
 from niclip_ray.features.text_models import ModelSpec, inspect_model, resolve_model
 from niclip_ray.pipelines.shards import ProcessFn, StageSummary, read_manifest, run_stage
 from niclip_ray.pipelines.tally import items_done
-from niclip_ray.tables import error_array, read_parts, tensor_array, tensor_to_numpy
+from niclip_ray.tables import error_array, tensor_array
 
 STAGE = "text"
 DEFAULT_SHARD_SIZE = TEXT_SHARD_SIZE
@@ -267,63 +267,6 @@ def embed_texts(
     except GetTimeoutError as exc:
         ray.cancel(ref, force=True)
         raise ConfigError(f"embedding {len(texts)} texts with {spec.model_id} did not finish in {timeout_s:g} s") from exc
-
-
-@dataclass
-class TextFeatures:
-    """Successfully embedded documents of a text stage directory."""
-
-    study_ids: list[str]
-    embeddings: np.ndarray  # (N, D) float32
-    model_id: str
-    section: str
-    n_failed: int  # rows with an error, left out
-
-
-def read_text_features(text_features: str | Path, train_ids: Sequence[str] | None = None) -> TextFeatures:
-    """Read the embeddings written by the text stage, optionally only the training documents.
-
-    Parameters
-    ----------
-    text_features : path
-        The text stage directory.
-    train_ids : sequence of str, optional
-        Study ids of the documents to keep (default: every embedded document).
-
-    Raises
-    ------
-    InputError
-        No part files, several models or sections mixed, training ids unknown to the stage,
-        or no successfully embedded document left.
-    """
-    try:
-        table = read_parts(text_features, columns=["study_id", "section", "embedding", "model_id", "error"])
-    except FileNotFoundError as exc:
-        raise ParameterError("text_features", f"{text_features}: {exc}") from exc
-    for column in ("model_id", "section"):
-        values = pc.unique(table[column]).to_pylist()
-        if len(values) != 1:
-            raise ParameterError("text_features", f"{text_features} mixes several {column}s: {values}")
-    ids = table["study_id"].to_pylist()
-    failed = np.array([bool(e) for e in table["error"].to_pylist()])
-    keep = ~failed
-    if train_ids is not None:
-        wanted = {str(t) for t in train_ids}
-        unknown = sorted(wanted - set(ids))
-        if unknown:
-            raise InputError(f"{len(unknown)} training ids are not in {text_features} (e.g. {', '.join(unknown[:5])})")
-        keep &= np.array([sid in wanted for sid in ids])
-        failed &= np.array([sid in wanted for sid in ids])
-    if not keep.any():
-        raise ParameterError("text_features", f"{text_features} holds no successfully embedded document to use")
-    matrix = tensor_to_numpy(table["embedding"])[keep]
-    return TextFeatures(
-        [sid for sid, k in zip(ids, keep) if k],
-        matrix,
-        table["model_id"][0].as_py(),
-        table["section"][0].as_py(),
-        int(failed.sum()),
-    )
 
 
 def stage_max_length(directory: str | Path) -> int | None:

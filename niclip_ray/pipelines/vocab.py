@@ -18,9 +18,10 @@ import pandas as pd
 from niclip_ray.errors import ParameterError
 from niclip_ray.features.text import EmbeddingResult
 from niclip_ray.features.text_models import resolve_model
+from niclip_ray.features.text_table import read_text_features
 from niclip_ray.features.vocabulary import embed_vocabulary
 from niclip_ray.model.vocabulary import write_vocabulary
-from niclip_ray.pipelines.text import DEFAULT_BATCH_SIZE, embed_texts, read_text_features, stage_max_length
+from niclip_ray.pipelines.text import DEFAULT_BATCH_SIZE, embed_texts, stage_max_length
 
 
 @dataclass

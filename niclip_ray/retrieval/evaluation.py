@@ -123,6 +123,18 @@ class RetrievalEvaluation:
         write_csv(paths[2], self.paired_tests.assign(ridge_alpha=self.ridge_alpha))
         return paths
 
+    def record(self) -> dict:
+        """What a search needs to know: recall and its null, and text -> map against the mean training map."""
+        mean_map = self.paired_tests.set_index("baseline").loc["mean_training_map"]
+        return {
+            "n_heldout": int(self.image_to_text["n"]),
+            **{key: float(self.image_to_text[key]) for key in ("recall@10", "recall@10_null")
+               if key in self.image_to_text},
+            "text_to_map": {"mean_r": float(mean_map["mean_r_ridge"]),
+                            "mean_r_mean_training_map": float(mean_map["mean_r_baseline"]),
+                            "p": float(mean_map["p"])},
+        }
+
     @classmethod
     def read(cls, out_dir: str | Path) -> RetrievalEvaluation | None:
         """The evaluation :meth:`write` left in ``out_dir``, or None when a file is missing."""
@@ -177,7 +189,7 @@ def evaluate_retrieval(index, corpus_dir: str | Path, text_features: str | Path,
     InputError
         Fewer than 2 held-out or training studies.
     """
-    from niclip_ray.pipelines.text import read_text_features
+    from niclip_ray.features.text_table import read_text_features
 
     studies = index.studies
     test = np.flatnonzero(studies.folds == "test")
@@ -211,3 +223,27 @@ def evaluate_retrieval(index, corpus_dir: str | Path, text_features: str | Path,
         for name in BASELINES
     ])
     return RetrievalEvaluation(retrieval, correlations, tests, index.ridge.alpha)
+
+
+#: File beside an index's parts recording its last held-out evaluation (:meth:`RetrievalEvaluation.record`).
+INDEX_EVALUATION = "evaluation.json"
+#: A predicted map counts as better than the mean training map at this two-sided p.
+MAP_ALPHA = 0.05
+
+
+def map_caveat(record: dict | None) -> str | None:
+    """Why a text query's predicted map should not be read as that query's, from an index's evaluation.
+
+    None when the index was never evaluated, or when its predicted maps correlated with the
+    held-out studies' maps better than the mean training map did (higher mean r, p <
+    :data:`MAP_ALPHA`).
+    """
+    if not record or "text_to_map" not in record:
+        return None
+    found = record["text_to_map"]
+    if found["mean_r"] > found["mean_r_mean_training_map"] and found["p"] < MAP_ALPHA:
+        return None
+    return (f"on {record.get('n_heldout', '?')} held-out studies this index's text -> map predictions were not "
+            f"better than the mean training map (mean r {found['mean_r']:.3f} vs {found['mean_r_mean_training_map']:.3f}, "
+            f"p {found['p']:.2g}; `evaluate --index`): the map shows the corpus's average activation more than "
+            "this query's")

@@ -33,8 +33,8 @@ from niclip_ray.retrieval.table import StudyIndex, read_index
 from niclip_ray.vectors import l2_normalise
 
 AGAINST = ("text", "image")
-#: Columns of a search result.
-RESULT_COLUMNS = ["query", "rank", "study_id", "pmid", "title", "score"]
+#: Columns of a search result: the study's ids, its full title, whether the bundle was trained on it.
+RESULT_COLUMNS = ["query", "rank", "study_id", "pmid", "doi", "title", "in_training", "score"]
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,9 @@ class Index:
             "rank": np.tile(np.arange(1, k + 1), len(queries)),
             "study_id": self.studies.study_ids[flat],
             "pmid": self.studies.pmids[flat],
+            "doi": self.studies.dois[flat],
             "title": self.studies.titles[flat],
+            "in_training": self.studies.folds[flat] == "train",
             "score": scores.reshape(-1).astype(np.float64),
         })
 

@@ -9,7 +9,8 @@ Columns of the part files:
 
 ``study_id``      string
 ``pmid``          string (empty when unknown)
-``title``         string
+``doi``           string (empty when unknown; indexes built before it had none: read as empty)
+``title``         string (in full)
 ``fold``          ``train``, ``val`` or ``test`` as the bundle's training split records it;
                   ``none`` when the bundle records no split or the study was not in it
 ``image_latent``  ``arrow.fixed_shape_tensor[float, [D]]``: CLIP image head of the study's
@@ -69,6 +70,11 @@ class IndexPlan:
     text_model_ids: list[str]
 
 
+def _text(value) -> str:
+    """A corpus cell as text: empty for a missing value."""
+    return "" if value is None or value != value else str(value)
+
+
 def index_items(corpus_dir: str | Path, features_dir: str | Path, split: dict | None, section: str) -> IndexPlan:
     """One manifest item per corpus study: ids, title, fold, and where its features are.
 
@@ -94,7 +100,8 @@ def index_items(corpus_dir: str | Path, features_dir: str | Path, split: dict | 
                    if sid not in rows]
         items.append({
             "study_id": sid,
-            "pmid": "" if row.pmid is None or row.pmid != row.pmid else str(row.pmid),
+            "pmid": _text(row.pmid),
+            "doi": _text(getattr(row, "doi", None)),
             "title": "" if row.title is None or row.title != row.title else str(row.title),
             "fold": fold_of.get(sid, NO_FOLD),
             "image": images.get(sid),
@@ -150,6 +157,7 @@ def index_rows(items: list[dict], model) -> pa.Table:
     return pa.table({
         "study_id": pa.array([item["study_id"] for item in items], pa.string()),
         "pmid": pa.array([item["pmid"] for item in items], pa.string()),
+        "doi": pa.array([item.get("doi", "") for item in items], pa.string()),
         "title": pa.array([item["title"] for item in items], pa.string()),
         "fold": pa.array([item["fold"] for item in items], pa.string()),
         "image_latent": tensor_array(image_latent, valid=ok),
@@ -165,7 +173,7 @@ class StudyIndex:
 
     Attributes
     ----------
-    study_ids, pmids, titles, folds : (n,) object arrays of str
+    study_ids, pmids, dois, titles, folds : (n,) object arrays of str
     image_latents, text_latents : (n, D) float32, unit rows
     coefficients : (n, dim) float32
     meta : dict
@@ -176,6 +184,7 @@ class StudyIndex:
 
     study_ids: np.ndarray
     pmids: np.ndarray
+    dois: np.ndarray
     titles: np.ndarray
     folds: np.ndarray
     image_latents: np.ndarray
@@ -209,10 +218,12 @@ def read_index(directory: str | Path) -> StudyIndex:
     table = table.filter(pa.array(ok))
 
     def strings(name: str) -> np.ndarray:
+        if name not in table.column_names:  # an index built before the column existed
+            return np.full(table.num_rows, "", dtype=object)
         return np.array(table[name].to_pylist(), dtype=object)
 
     return StudyIndex(
-        strings("study_id"), strings("pmid"), strings("title"), strings("fold"),
+        strings("study_id"), strings("pmid"), strings("doi"), strings("title"), strings("fold"),
         tensor_to_numpy(table["image_latent"]), tensor_to_numpy(table["text_latent"]),
         tensor_to_numpy(table["coefficients"]), meta, int((~ok).sum()),
     )

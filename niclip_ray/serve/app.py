@@ -11,8 +11,10 @@ answers ``/v1/search/image`` and ``/v1/search/text`` with its numbers.
 import asyncio
 import hmac
 import json
+import logging
 import os
 import resource
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 from starlette.requests import Request as StarletteRequest
 
@@ -34,6 +36,9 @@ from niclip_ray.serve.page import glass_brain_png, render_page
 from niclip_ray.serve.responses import decode_response, parse_levels, search_response
 from niclip_ray.serve.uploads import MAX_SERVE_MAP_BYTES, MAX_UPLOAD_BYTES, UploadError, map_checks, read_nifti
 
+log = logging.getLogger(__name__)
+#: The query each replica answers before it reports ready (loads the text model and the map builder).
+WARM_UP_QUERY = "working memory"
 #: Most maps decoded in one batch, and how long a batch waits to fill.
 MAX_BATCH_SIZE = 8
 BATCH_WAIT_S = 0.01
@@ -112,11 +117,26 @@ class DecodeService:
         self.description = self.decoder.describe()
         self.page = render_page(self.description)
         self.study_index = None
+        self.loaded = threading.Event()
         if settings.index is not None:
             self.study_index = Index(settings.index, self.decoder.bundle, atlas_dir=settings.atlas_dir)
-            self.study_index.ridge  # noqa: B018 - fit it now, not in the first text query
+            threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
+        else:
+            self.loaded.set()
         self.counters = {"requests": 0, "decoded": 0, "rejected": 0, "batches": 0, "batched_maps": 0,
                          "decode_seconds": 0.0, "searches": 0}
+
+    def warm_up(self) -> None:
+        """Answer one text query in the background: the ridge, the text model and the map builder load here.
+
+        ``/healthz`` says ``loading`` (503) until it is done, so the first real search is fast.
+        """
+        try:
+            self.study_index.search_text(WARM_UP_QUERY, 1)
+        except Exception:  # a query that fails here fails the same way, with its reason, when asked
+            log.exception("the study index did not warm up")
+        finally:
+            self.loaded.set()
 
     def authorize(self, request: Request) -> None:
         """401 unless the request carries the configured bearer token (when one is configured)."""
@@ -128,8 +148,10 @@ class DecodeService:
                                 headers={"WWW-Authenticate": "Bearer"})
 
     @api.get("/healthz")
-    async def healthz(self) -> dict:
-        return {"status": "ok"}
+    async def healthz(self) -> JSONResponse:
+        if not self.loaded.is_set():
+            return JSONResponse({"status": "loading", "detail": "loading the study index's text model"}, 503)
+        return JSONResponse({"status": "ok"})
 
     @api.get("/", response_class=HTMLResponse)
     async def index(self, request: Request) -> str:
@@ -224,10 +246,11 @@ class DecodeService:
         self.counters["decode_seconds"] += time.perf_counter() - start
         return results
 
-    def require_index(self) -> Index:
-        """The study index, or 404 with the reason when the service was started without one."""
+    async def require_index(self) -> Index:
+        """The study index once it has warmed up, or 404 with the reason when the service has none."""
         if self.study_index is None:
             raise HTTPException(404, NO_INDEX)
+        await asyncio.to_thread(self.loaded.wait)
         return self.study_index
 
     @api.post("/v1/search/image")
@@ -235,7 +258,7 @@ class DecodeService:
         self, request: Request, top_k: int = Query(20, ge=1, le=10_000), against: str = "text",
     ) -> dict:
         self.authorize(request)
-        index = self.require_index()
+        index = await self.require_index()
         self.counters["requests"] += 1
         try:
             if against not in ("text", "image"):
@@ -257,7 +280,7 @@ class DecodeService:
         self, request: Request, q: str = "", top_k: int = Query(20, ge=1, le=10_000), against: str = "text",
     ) -> dict:
         self.authorize(request)
-        index = self.require_index()
+        index = await self.require_index()
         self.counters["requests"] += 1
         if against not in ("text", "image"):
             self.counters["rejected"] += 1

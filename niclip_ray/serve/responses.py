@@ -53,7 +53,8 @@ def decode_response(frame: pd.DataFrame, levels: list[str], top_k: int, checks: 
 
 
 def search_response(table: pd.DataFrame, against: str) -> dict:
-    """The studies of a search, best first: ``rank``, ``pmid``, ``title``, ``score`` each (nothing else, to stay small)."""
-    studies = [{"rank": int(row.rank), "pmid": str(row.pmid), "title": str(row.title), "score": float(row.score)}
+    """The studies of a search, best first: ids, title, whether the bundle trained on it, and score (no paths)."""
+    studies = [{"rank": int(row.rank), "study_id": str(row.study_id), "pmid": str(row.pmid), "doi": str(row.doi),
+                "title": str(row.title), "in_training": bool(row.in_training), "score": float(row.score)}
                for row in table.itertuples(index=False)]
     return {"against": against, "studies": studies}

@@ -94,7 +94,7 @@ def test_a_standin_bundle_decodes_only_when_asked(bundle, tmp_path, capsys):
 def test_hierarchical_without_ontology_fails_before_ray(tmp_path, capsys):
     bundle = toy_bundle(tmp_path / "b", tmp_path / "atlas", with_ontology=False)
     code = run(["decode", load_sample_motor_activation_image(), "--model", str(bundle), "--hierarchical",
-                "--atlas-dir", str(tmp_path / "atlas"), "--out", str(tmp_path / "o")])
+                "--atlas-dir", str(tmp_path / "atlas"), "--standin", "--out", str(tmp_path / "o")])
     assert code == 1 and "has no ontology" in capsys.readouterr().err
 
 

@@ -1,6 +1,9 @@
 """``niclip-ray evaluate`` through the CLI entry point."""
 
+import json
+
 import pandas as pd
+import pytest
 
 from niclip_ray.cli.main import run
 from tests.retrieval.conftest import world  # noqa: F401  (the tiny retrieval world, as a fixture here)
@@ -57,6 +60,12 @@ def test_evaluate_retrieval_writes_tables_and_prints_the_figures(world, ray_loca
     tests = pd.read_csv(tmp_path / "eval" / "retrieval_paired_tests.csv")
     assert tests["baseline"].tolist() == ["mean_training_map", "nearest_text_study"]
     assert len(pd.read_csv(tmp_path / "eval" / "retrieval_map_correlations.csv")) == len(world.split["test"])
+    record = json.loads((index / "evaluation.json").read_text())  # what `search text` reads beside the index
+    mean_map = tests.set_index("baseline").loc["mean_training_map"]
+    assert record["n_heldout"] == len(world.split["test"])
+    assert record["text_to_map"] == pytest.approx({"mean_r": mean_map["mean_r_ridge"],
+                                                   "mean_r_mean_training_map": mean_map["mean_r_baseline"],
+                                                   "p": mean_map["p"]})
 
 
 def test_evaluate_needs_something_to_evaluate(tmp_path, capsys):

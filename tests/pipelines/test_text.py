@@ -10,6 +10,7 @@ import pytest
 
 from niclip_ray.errors import InputError
 from niclip_ray.features.text import TextEmbedder
+from niclip_ray.features.text_table import read_text_features
 from niclip_ray.pipelines import text as text_stage
 from niclip_ray.tables import read_parts, tensor_to_numpy
 
@@ -67,15 +68,15 @@ def test_stage_embeds_abstracts_with_row_errors_and_resumes(ray_local, corpus_di
     with pytest.raises(InputError, match="resume needs the same"):
         text_stage.run(corpus_dir, out, **{**kwargs, "max_length": 32})
 
-    features = text_stage.read_text_features(out)
+    features = read_text_features(out)
     assert features.embeddings.shape == (18, 384) and features.n_failed == 2
     assert (features.model_id, features.section) == (MODEL, "abstract")
     train = [features.study_ids[0], features.study_ids[5], frame.loc[bad, "study_id"].iloc[0]]
-    subset = text_stage.read_text_features(out, train_ids=train)
+    subset = read_text_features(out, train_ids=train)
     assert subset.study_ids == sorted(train[:2]) and subset.n_failed == 1
     np.testing.assert_array_equal(subset.embeddings[0], features.embeddings[0])
     with pytest.raises(InputError, match="1 training ids are not in"):
-        text_stage.read_text_features(out, train_ids=["no-such-study"])
+        read_text_features(out, train_ids=["no-such-study"])
 
 
 def test_embed_texts_runs_in_a_ray_task(ray_local):

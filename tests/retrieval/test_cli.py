@@ -32,7 +32,9 @@ def test_search_one_image_prints_and_writes(world, index_dir, maps, tmp_path, ca
     assert code == 0, captured.err
     assert "nearest studies" in captured.out
     table = pd.read_csv(tmp_path / "matches.csv", dtype={"pmid": str})
-    assert table.columns.tolist() == ["query", "rank", "study_id", "pmid", "title", "score"]
+    assert table.columns.tolist() == ["query", "rank", "study_id", "pmid", "doi", "title", "in_training", "score"]
+    assert table["in_training"].tolist() == [sid in set(world.split["train"]) for sid in table["study_id"]]
+    assert "stand-in atlas" in captured.err  # the same provenance note as decode's
     assert table["rank"].tolist() == [1, 2, 3, 4, 5] and table["pmid"].str.startswith("3000").all()
     assert table["score"].is_monotonic_decreasing
 
@@ -51,7 +53,7 @@ def test_search_several_images_on_ray_with_a_bad_one(world, index_dir, maps, tmp
     assert code == 0, captured.err
     assert "off the brain" in captured.err
     table = pd.read_csv(tmp_path / "o" / "matches.csv")
-    assert sorted(table["query"].unique()) == sorted(f"maps/{name}" for name in maps)
+    assert sorted(table["query"].unique()) == sorted(maps)
     assert len(table) == 3 * len(maps)
 
 

@@ -78,3 +78,16 @@ def test_evaluation_reads_back_what_it_wrote(tmp_path):
     assert read.image_to_text == written.image_to_text and read.ridge_alpha == 10.0
     pd.testing.assert_frame_equal(read.map_correlations, written.map_correlations)
     pd.testing.assert_frame_equal(read.paired_tests, written.paired_tests)
+
+
+def test_the_map_caveat_holds_unless_the_ridge_beat_the_mean_map():
+    from niclip_ray.retrieval.evaluation import map_caveat
+
+    def record(mean_r, mean_map, p):
+        return {"n_heldout": 40, "text_to_map": {"mean_r": mean_r, "mean_r_mean_training_map": mean_map, "p": p}}
+
+    assert map_caveat(None) is None and map_caveat({}) is None
+    assert map_caveat(record(0.30, 0.20, 0.001)) is None
+    for worse in (record(0.20, 0.30, 0.001), record(0.30, 0.20, 0.2), record(0.25, 0.25, 1.0)):
+        caveat = map_caveat(worse)
+        assert "not better than the mean training map" in caveat and "40 held-out studies" in caveat

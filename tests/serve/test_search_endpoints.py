@@ -29,7 +29,7 @@ def assert_same_studies(body, table):
     assert [s["title"] for s in body["studies"]] == table["title"].tolist()
     assert [s["rank"] for s in body["studies"]] == table["rank"].tolist()
     np.testing.assert_allclose([s["score"] for s in body["studies"]], table["score"], rtol=1e-6, atol=1e-6)
-    assert all(set(s) == {"rank", "pmid", "title", "score"} for s in body["studies"])
+    assert all(set(s) == {"rank", "study_id", "pmid", "doi", "title", "in_training", "score"} for s in body["studies"])
 
 
 @pytest.mark.parametrize("against", ["text", "image"])
@@ -76,3 +76,27 @@ def test_without_an_index_search_answers_404():
         with pytest.raises(HTTPException) as caught:
             asyncio.run(call)
         assert caught.value.status_code == 404 and caught.value.detail == NO_INDEX and "\n" not in NO_INDEX
+
+
+def test_healthz_says_loading_until_the_index_has_answered_its_warm_up_query(service, toy, index_dir, monkeypatch):
+    """The replica itself (no Ray): the first search is answered only after the text model loaded."""
+    import threading
+
+    bundle, atlas = toy
+    release, asked = threading.Event(), []
+    real = Index.search_text
+
+    def slow_search_text(self, query, top_k=20, against="text"):
+        asked.append(query)
+        release.wait(60)
+        return real(self, query, top_k, against)
+
+    monkeypatch.setattr(Index, "search_text", slow_search_text)
+    ours = DecodeService.func_or_class.__mro__[1]  # the class under Serve's ASGI wrapper
+    replica = object.__new__(ours)
+    ours.__init__(replica, ServiceSettings(bundle=str(bundle), atlas_dir=str(atlas), index=str(index_dir)))
+    loading = asyncio.run(replica.healthz())
+    assert loading.status_code == 503 and b'"loading"' in loading.body and asked == ["working memory"]
+    release.set()
+    assert replica.loaded.wait(120)
+    assert asyncio.run(replica.healthz()).status_code == 200
