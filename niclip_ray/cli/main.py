@@ -65,6 +65,62 @@ app.add_typer(search_app, name="search")
 app.add_typer(serve_app, name="serve")
 
 
+#: Options of the root command, accepted after the command name too: those that take a value, and flags.
+GLOBAL_VALUED = ("--address", "--cluster", "--num-cpus", "--config", "--working-dir")
+GLOBAL_FLAGS = ("--quiet", "-q", "--verbose", "-v")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options given after the command name to before it.
+
+    ``niclip-ray decode map.nii.gz --model B --out O -q`` then means
+    ``niclip-ray -q decode ...``. Nothing after ``--`` is moved, and no command defines an
+    option of the same name.
+    """
+    head, rest = [], list(argv)
+    while rest and rest[0].startswith("-"):  # options before the command, with their values
+        token = rest.pop(0)
+        head.append(token)
+        if token in GLOBAL_VALUED and rest:
+            head.append(rest.pop(0))
+    if not rest:
+        return head
+    command, hoisted, tail = [rest.pop(0)], [], []
+    while rest:
+        token = rest.pop(0)
+        if token == "--":
+            tail += [token, *rest]
+            break
+        name = token.split("=", 1)[0]
+        if token in GLOBAL_FLAGS:
+            hoisted.append(token)
+        elif name in GLOBAL_VALUED:
+            hoisted.append(token)
+            if "=" not in token and rest:
+                hoisted.append(rest.pop(0))
+        else:
+            command.append(token)
+    return head + hoisted + command + tail
+
+
+def _flags_without_type() -> None:
+    """Show a flag in ``--help`` as ``--strict``, not ``--strict <bool>`` (Typer 0.29 prints every option's type)."""
+    from typer.core import TyperOption
+
+    display = TyperOption.display_type_rich
+    if getattr(display, "flags_without_type", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else display(self, ctx)
+
+    display_type_rich.flags_without_type = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_type()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"niclip-ray {__version__}")
@@ -96,7 +152,7 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
-    """Global options go before the command name."""
+    """Global options go before the command name, or after it."""
     opts = options(ctx)
     opts.address, opts.cluster, opts.num_cpus = address, cluster, num_cpus
     opts.quiet, opts.verbose, opts.working_dir = quiet, verbose, working_dir
@@ -109,7 +165,8 @@ def root(
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; our errors become one line on stderr."""
-    opts = GlobalOptions(argv=list(sys.argv[1:] if argv is None else argv))
+    argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    opts = GlobalOptions(argv=argv)
     try:
         result = app(args=argv, prog_name="niclip-ray", standalone_mode=False, obj=opts)
         return result if isinstance(result, int) else 0

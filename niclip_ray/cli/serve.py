@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +46,7 @@ def serve(
         bool, typer.Option("--detach", help="On a cluster (--address): leave the service running and return.")
     ] = False,
 ) -> None:
-    """Run the decoding service until Ctrl-C (or, with --detach on a cluster, in the background).
+    """Run the decoding service until Ctrl-C or SIGTERM (or, with --detach on a cluster, in the background).
 
     Endpoints: POST /v1/decode (a .nii/.nii.gz body or multipart upload; query levels,
     top_k, hierarchical), GET /v1/model, GET /healthz, GET /metrics, and GET / (a page to
@@ -89,6 +90,7 @@ def serve(
                                max_map_bytes=int(max_map_mb * 1024 * 1024),
                                index=str(Path(index).resolve()) if index is not None else None)
     with ray_session(opts.ray_options()):
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # after Ray's own handler: `kill PID` is Ctrl-C
         try:
             url = start_service(settings, host=host, port=port, replicas=replicas)
             say(f"serving {bundle} at {url}/ ({replicas} replica(s){', token required' if token else ''})")
@@ -97,8 +99,14 @@ def serve(
         except KeyboardInterrupt:
             say("stopping the service", quiet=opts.quiet)
         finally:
+            signal.signal(signal.SIGTERM, previous)
             if not detach:
                 stop_service()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM handler: stop the way Ctrl-C does (the service is shut down, exit 0, no traceback)."""
+    raise KeyboardInterrupt
 
 
 @app.command()

@@ -36,7 +36,8 @@ def test_argument_errors_are_one_line(toy, tmp_path, capsys):
     assert "/v1/decode" in capsys.readouterr().out
 
 
-def test_serve_runs_until_ctrl_c(toy, tmp_path):
+def test_serve_runs_until_sigterm_and_stops_quietly(toy, tmp_path):
+    """SIGTERM (``kill PID``, a process manager) takes the same path as Ctrl-C (SIGINT's KeyboardInterrupt)."""
     bundle, atlas = toy
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -56,10 +57,11 @@ def test_serve_runs_until_ctrl_c(toy, tmp_path):
             time.sleep(0.5)
         motor = Path(load_sample_motor_activation_image()).read_bytes()
         assert requests.post(f"{url}/v1/decode", data=motor, timeout=120).status_code == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0, "".join(lines)
         reader.join(timeout=10)
         assert any("stopping the service" in line for line in lines)
+        assert not any("Traceback" in line for line in lines), "".join(lines)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{url}/healthz", timeout=5)
     finally:
