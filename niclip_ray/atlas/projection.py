@@ -133,14 +133,12 @@ def cached_atlas_matrix(
     """:func:`atlas_matrix`, with a resampled atlas kept on disk for the next process.
 
     Resampling 512 DiFuMo maps to the grid takes about a minute; every Ray actor of every
-    run would repeat it. The result is saved as ``.npz`` under ``cache_dir`` (default
+    run would repeat it; even maps already on the grid take seconds to inflate from their
+    ``.nii.gz``. The result is saved as ``.npz`` under ``cache_dir`` (default
     ``<atlas cache>/resampled``), keyed by the maps file (path, size, mtime), the grid and
-    the interpolation, and written atomically. Maps already on the grid are read directly.
+    the interpolation, and written atomically.
     """
     maps_path = Path(maps_path)
-    img = nib.load(str(maps_path))
-    if on_grid(img.shape, img.affine, grid):
-        return atlas_matrix(maps_path, grid, interpolation)
     cache_dir = Path(cache_dir) if cache_dir is not None else atlas_cache_root() / "resampled"
     path = cache_dir / f"{_matrix_key(maps_path, grid, interpolation)}.npz"
     if path.is_file():

@@ -50,7 +50,7 @@ def _solutions(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> tuple[np.nda
     u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
     uty = u.T @ (y - y_mean)
     shrink = s[None, :] / (s[None, :] ** 2 + alphas[:, None])  # (n_alphas, rank)
-    coefs = np.einsum("pr,ar,rq->apq", vt.T, shrink, uty)
+    coefs = (vt.T[None, :, :] * shrink[:, None, :]) @ uty  # batched BLAS products, one per alpha
     return coefs, x_mean, y_mean
 
 
@@ -91,7 +91,7 @@ def fit_ridge(
         for held in folds:
             train = np.setdiff1d(np.arange(len(x)), held)
             coefs, x_mean, y_mean = _solutions(x[train], y[train], grid)
-            pred = np.einsum("np,apq->anq", x[held] - x_mean, coefs) + y_mean
+            pred = (x[held] - x_mean)[None, :, :] @ coefs + y_mean
             errors += ((pred - y[held]) ** 2).sum(axis=(1, 2))
         errors /= y.size
         cv_mse = {float(a): float(e) for a, e in zip(grid, errors)}

@@ -161,3 +161,24 @@ def test_projector_is_cached_per_process(standin64, projector):
 def test_bad_inputs(projector):
     assert np.all(projector.project_voxels([np.zeros(0, dtype=np.int64)]) == 0)
     assert projector.project_voxels([]).shape == (0, 64)
+
+
+def test_an_atlas_already_on_the_grid_is_cached_too(tmp_path, monkeypatch):
+    """The stand-in's maps lie on the grid; inflating them took seconds in every process."""
+    from niclip_ray.atlas import projection
+    from niclip_ray.atlas.mask import brain_mask_grid
+
+    grid = brain_mask_grid()
+    data = np.zeros((*grid.shape, 3), np.float32)
+    data[40:50, 50:60, 40:50, 0], data[30:35, 30:40, 30:40, 1], data[60:70, 60:70, 50:60, 2] = 1.0, 0.5, 2.0
+    maps = tmp_path / "maps.nii.gz"
+    nib.save(nib.Nifti1Image(data, grid.affine), maps)
+    first = projection.cached_atlas_matrix(maps, grid, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the cached matrix should have been read")
+
+    monkeypatch.setattr(projection, "atlas_matrix", rebuilt)
+    again = projection.cached_atlas_matrix(maps, grid, cache_dir=tmp_path / "cache")
+    assert (first != again).nnz == 0 and first.shape == (int(np.prod(grid.shape)), 3)
