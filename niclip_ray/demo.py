@@ -324,7 +324,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
         n_maps=len(maps), k=DEFAULT_K, n_permutations=settings.permutations, seed=settings.seed,
         baselines=settings.baselines,
     )
-    shown = report_maps(map_labels, per_label=3)
+    shown, reason = report_maps(map_labels, per_label=3)
     titles, links = _map_titles(studies, shown)
     known_heading = "Known-answer check: own task ranked above the other label's task"
     metrics_note, known_note = map_count_notes(
@@ -338,7 +338,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
                           title="NiCLIP demo: n-back vs flanker studies and a motor map", provenance=facts,
                           intro=INTRO.format(n_studies=len(studies), n_maps=len(maps), atlas=atlas),
                           map_titles=titles, map_links=links, hubness_k=DEFAULT_K["task"],
-                          metrics_note=metrics_note, table_notes={known_heading: known_note})
+                          metrics_note=metrics_note, table_notes={known_heading: known_note}, maps_reason=reason)
     return DemoResult(report, result.summary, known, paths)
 
 

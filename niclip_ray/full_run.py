@@ -463,13 +463,13 @@ def write_full_report(settings: FullSettings, tables: dict, headlines: dict, ret
                            "held-out studies; titles and NeuroQuery keyword documents)",
                            n_maps=len(maps), k=k,
                            n_permutations=settings.permutations, seed=settings.seed, baselines=settings.baselines)
-    shown = report_maps(map_labels, per_label=2)
+    shown, reason = report_maps(map_labels, per_label=2)
     return write_report(
         out / "report", maps={m: maps[m] for m in shown}, predictions=predictions,
         metrics=metrics, curves=curves, methods=methods, truth=tables[main_key]["truth"], tables=ordered,
         lead_tables=lead, table_notes={heading: HEADLINE_NOTE for heading in lead},
         title="NiCLIP at real scale: Neurosynth + NeuroQuery, judged on held-out n-back, flanker and motor maps",
-        provenance=facts, hubness_k=10,
+        provenance=facts, hubness_k=10, maps_reason=reason,
         intro=(f"NiCLIP trained on {n_train} Neurosynth and NeuroQuery studies (no study of the held-out set) "
                f"decodes {len(maps) - 1} held-out n-back and flanker studies' MKDA maps and a motor map into the "
                "full Cognitive Atlas. Every figure is compared with a permutation null and with two baselines "

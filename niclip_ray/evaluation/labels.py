@@ -28,10 +28,21 @@ def truth_table(map_labels: dict[str, str], ontology) -> pd.DataFrame:
     return truth_from_labels(map_labels, label_terms)
 
 
-def report_maps(map_labels: dict[str, str], per_label: int) -> list[str]:
-    """Maps drawn in the report: the first ``per_label`` of each label (all are scored)."""
+def report_maps(map_labels: dict[str, str], per_label: int) -> tuple[list[str], str]:
+    """Maps drawn in the report, and why: the first ``per_label`` of each label by map id.
+
+    Every map is scored; the report draws a few of each label so that it stays readable and
+    no label is left out.
+
+    Returns
+    -------
+    (map ids, reason)
+        The ids, label by label, and the reason as the report prints it.
+    """
     shown: dict[str, list[str]] = {}
     for map_id, label in sorted(map_labels.items()):
         if len(shown.setdefault(label, [])) < per_label:
             shown[label].append(map_id)
-    return [m for label in sorted(shown) for m in shown[label]]
+    reason = (f"the first {per_label} of each label ({', '.join(sorted(shown))}) in map id order, so that every "
+              f"label is shown and the report stays short; all {len(map_labels)} maps are decoded and scored")
+    return [m for label in sorted(shown) for m in shown[label]], reason

@@ -24,6 +24,15 @@ CURVE_COLUMNS = ("fold", "epoch", "train_loss", "val_loss")
 
 #: A signed map hides voxels whose absolute value is below this percentile of its non-zero voxels.
 SIGNED_PERCENTILE = 95.0
+#: The rule of :func:`map_style`, as the report and the service's page both state it.
+THRESHOLD_RULE = (
+    "Threshold (the same in the report and on the service page): a map with negative values (a t, z or beta "
+    f"map) hides the voxels whose |value| is below the {SIGNED_PERCENTILE:g}th percentile of |value| over its "
+    f"non-zero voxels, so the {100 - SIGNED_PERCENTILE:g}% farthest from 0 are shown whatever the statistic; a map "
+    "with no negative value (MKDA spheres, a density) shows every voxel above 0."
+)
+#: The threshold of a non-negative map: just above 0, so every non-zero voxel is drawn.
+ABOVE_ZERO = 1e-6
 
 
 @dataclass(frozen=True)
@@ -52,28 +61,49 @@ def map_style(data: np.ndarray) -> tuple[str, float]:
     return "signed", float(np.percentile(magnitude, SIGNED_PERCENTILE))
 
 
-def plot_map(img: str | os.PathLike | nib.Nifti1Image, title: str, path: str | os.PathLike) -> MapFigure:
-    """Draw a brain map to ``path`` in the way :func:`map_style` chooses.
+def glass_brain(image: nib.Nifti1Image, figure: plt.Figure, title: str | None = None) -> tuple[str, float]:
+    """Draw ``image`` on ``figure`` as a glass brain thresholded by :func:`map_style`.
 
-    A non-negative map is drawn as a glass brain (nilearn ``plot_glass_brain``, a maximum
-    intensity projection, so no sphere is hidden behind a slice) of every voxel above 0,
-    with a sequential colour map from 0 to its maximum. A signed map is drawn on three slices
+    A glass brain (nilearn ``plot_glass_brain``) is a maximum intensity projection, so no
+    blob is hidden behind a slice. A non-negative map is drawn from 0 to its maximum with a
+    sequential colour map, a signed one with positive values red and negative blue; voxels
+    below the threshold are hidden. The service's page draws every upload this way.
+
+    Returns
+    -------
+    (kind, threshold)
+        What :func:`map_style` chose.
+    """
+    from nilearn.plotting import plot_glass_brain
+
+    data = np.nan_to_num(image.get_fdata(dtype=np.float32))
+    kind, threshold = map_style(data)
+    if kind == "non-negative":
+        plot_glass_brain(image, figure=figure, title=title, colorbar=True, cmap="YlOrRd", plot_abs=False,
+                         threshold=ABOVE_ZERO, vmin=0.0, vmax=max(float(data.max()), ABOVE_ZERO))
+    else:
+        plot_glass_brain(image, figure=figure, title=title, colorbar=True, plot_abs=False, threshold=threshold)
+    return kind, threshold
+
+
+def plot_map(img: str | os.PathLike | nib.Nifti1Image, title: str, path: str | os.PathLike) -> MapFigure:
+    """Draw a brain map to ``path``, thresholded by :func:`map_style` (:data:`THRESHOLD_RULE`).
+
+    A non-negative map is drawn by :func:`glass_brain`. A signed map is drawn on three slices
     of the MNI152 template (nilearn ``plot_stat_map``) with positive values red, negative
     blue, and voxels below the threshold hidden.
     """
-    from nilearn.plotting import plot_glass_brain, plot_stat_map
+    from nilearn.plotting import plot_stat_map
 
     from niclip_ray.atlas.maps import load_map
 
     image = load_map(img, name=title)
-    data = np.nan_to_num(image.get_fdata(dtype=np.float32))
-    image = nib.Nifti1Image(data, image.affine)
-    kind, threshold = map_style(data)
+    image = nib.Nifti1Image(np.nan_to_num(image.get_fdata(dtype=np.float32)), image.affine)
     figure = plt.figure(figsize=(8, 3))
     try:
+        kind, threshold = map_style(image.get_fdata(dtype=np.float32))
         if kind == "non-negative":
-            plot_glass_brain(image, figure=figure, title=title, colorbar=True, cmap="YlOrRd", plot_abs=False,
-                             threshold=1e-6, vmin=0.0, vmax=max(float(data.max()), 1e-6))
+            glass_brain(image, figure, title)
             caption = "Glass brain (maximum intensity projection) of every voxel above 0; the map has no negative values."
         else:
             plot_stat_map(image, figure=figure, title=title, display_mode="ortho", colorbar=True, draw_cross=False,

@@ -23,12 +23,23 @@ import pandas as pd
 from niclip_ray import __version__
 from niclip_ray.atomic import write_text
 from niclip_ray.decoding.ranking import HUB_MIN_MAPS, HUB_SHARE, HUB_TOP_K
+from niclip_ray.decoding.schema import LEVELS
 from niclip_ray.errors import InputError
 from niclip_ray.evaluation import load_truth
+from niclip_ray.evaluation.metrics import effective_ranks
 from niclip_ray.report import figures
 from niclip_ray.report.methods import cited_references, standin_banner
 
 REPORT_NAME = "report.html"
+#: The report's own sections (anchor id: heading); the caller's tables come before and after the metrics.
+SECTIONS = {"metrics": "Metrics: NiCLIP, baselines and the permutation null",
+            "maps": "Decoded maps and top predictions", "curves": "Training curves", "methods": "Methods"}
+#: Why the report draws the maps it does, when the caller gives no reason.
+ALL_MAPS = "every map it was given"
+#: Under a map's table of true labels: what '-' means and how ties are counted.
+TRUTH_NOTE = ("The rank each backend gave each true label, counted as the evaluation counts it (tied terms take the "
+              "last of their ranks); '-': not ranked (outside the backend's vocabulary or kept top terms, or a level "
+              "it does not predict).")
 #: Summary columns shown in the metric table, with their headers.
 METRIC_COLUMNS = {
     "backend": "backend", "level": "level", "k": "k", "n_images": "maps", "mean_recall_at_k": "recall@k",
@@ -126,12 +137,53 @@ def table_rows(frame: pd.DataFrame, headers: Mapping[str, str] | None = None, no
     return {"headers": [headers[c] for c in columns], "rows": rows, "note": note}
 
 
-def _truth_line(labels: pd.DataFrame, map_id: str) -> str:
-    rows = labels[labels["map_id"] == map_id]
-    if rows.empty:
-        return "True labels: none given."
-    parts = [f"{level}: {', '.join(group['term'])}" for level, group in rows.groupby("level", sort=False)]
-    return f"True labels: {'; '.join(parts)}"
+def _anchor(text: str, taken: set[str]) -> str:
+    """A new HTML id for ``text`` (lower-case words joined by '-'), numbered when already ``taken``."""
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+    anchor, n = base, 1
+    while anchor in taken:
+        n += 1
+        anchor = f"{base}-{n}"
+    taken.add(anchor)
+    return anchor
+
+
+def _level_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with tasks first, then concepts and domains (other levels last), otherwise in its order."""
+    order = frame["level"].map({level: i for i, level in enumerate(LEVELS)}).fillna(len(LEVELS))
+    return frame.iloc[np.argsort(order.to_numpy(), kind="stable")]
+
+
+def truth_ranks(predictions: pd.DataFrame, labels: pd.DataFrame, map_id: str) -> pd.DataFrame:
+    """The rank each backend gave each true label of one map.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Ranked rows (``map_id, level, rank, term``, optionally ``backend`` and ``error``).
+    labels : DataFrame
+        True labels in the long layout of :func:`~niclip_ray.evaluation.load_truth`.
+    map_id : str
+
+    Returns
+    -------
+    DataFrame
+        ``level, term`` and a ``rank (<backend>)`` column per backend, one row per true label,
+        tasks first, then concepts and domains. A rank is the evaluation's
+        (:func:`~niclip_ray.evaluation.metrics.effective_ranks`: tied terms take the last of
+        their ranks), NaN where the backend did not rank the term.
+    """
+    rows = predictions[(predictions["map_id"].astype(str) == map_id) & predictions["rank"].notna()]
+    if "error" in rows:
+        rows = rows[rows["error"].isna()]
+    if "backend" not in rows:
+        rows = rows.assign(backend="niclip")
+    rows = rows.assign(effective=effective_ranks(rows, ["backend", "level"]))
+    table = _level_order(labels.loc[labels["map_id"] == map_id, ["level", "term"]]).reset_index(drop=True)
+    for backend, group in rows.groupby("backend", sort=False):
+        ranks = group.drop_duplicates(["level", "term"]).set_index(["level", "term"])["effective"]
+        table[f"rank ({backend})"] = ranks.reindex(pd.MultiIndex.from_frame(table[["level", "term"]])).to_numpy()
+    return table
 
 
 def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict:
@@ -144,7 +196,7 @@ def _map_predictions(predictions: pd.DataFrame, map_id: str, top_n: int) -> dict
     if "backend" not in ok:
         ok = ok.assign(backend="niclip")
     top, full = [], []
-    for (level, backend), group in ok.groupby(["level", "backend"], sort=False):
+    for (level, backend), group in _level_order(ok).groupby(["level", "backend"], sort=False):
         group = group.sort_values("rank", kind="stable")
         heading = f"{level} · {backend}"
         columns = {c: h for c, h in TOP_COLUMNS.items()
@@ -224,6 +276,7 @@ def write_report(
     metrics_note: str = "",
     table_notes: Mapping[str, str] | None = None,
     lead_tables: Mapping[str, pd.DataFrame] | None = None,
+    maps_reason: str = "",
 ) -> Path:
     """Write ``report.html`` and its PNG figures to ``out_dir``.
 
@@ -232,9 +285,11 @@ def write_report(
     out_dir : path
         Created if needed; holds ``report.html``, ``map-*.png``, ``metrics.png``, ``curves.png``.
     maps : mapping of map id to NIfTI path or image
-        Decoded maps, drawn by :func:`~niclip_ray.report.figures.plot_map` (a glass brain of a
-        non-negative map, thresholded slices of a signed one, as its caption says), each with
-        its NiCLIP top tasks' posterior beside their prior
+        Decoded maps to draw, listed at the top of their section with ``maps_reason``. Each is
+        drawn by :func:`~niclip_ray.report.figures.plot_map` (a glass brain of a non-negative
+        map, thresholded slices of a signed one, as its caption says; the section states
+        :data:`~niclip_ray.report.figures.THRESHOLD_RULE`), with its NiCLIP top tasks' posterior
+        beside their prior
         (:func:`~niclip_ray.report.figures.plot_posterior_prior`, ``bars-*.png``) when the
         predictions have a prior.
     predictions : DataFrame
@@ -242,7 +297,8 @@ def write_report(
         optionally ``term_id``, ``similarity``, ``backend``, ``atlas_id`` and ``error``) of NiCLIP
         and the baselines. Each map gets its top ``top_n`` and, folded, every term with its
         probability and raw score in separate columns; the top table adds the prior, Bayes
-        factor and the ``against_map`` and ``hub`` flags where a backend gives them.
+        factor and the ``against_map`` and ``hub`` flags where a backend gives them. Tasks come
+        before concepts and domains.
     metrics : DataFrame
         The evaluator's summary (:attr:`EvaluationResult.summary`).
     curves : DataFrame or None
@@ -257,7 +313,7 @@ def write_report(
         Predictions shown per map, level and backend.
     truth : DataFrame, optional
         True labels (long or wide layout, see :func:`~niclip_ray.evaluation.load_truth`),
-        shown under each map.
+        shown under each map with the rank each backend gave them (:func:`truth_ranks`).
     tables : mapping of heading to DataFrame, optional
         Further result tables (e.g. a known-answer check), shown after the metrics.
     provenance : mapping, optional
@@ -266,7 +322,8 @@ def write_report(
         note on reading the predictions. A stand-in atlas there or
         in the predictions' ``atlas_id`` column opens the report with a warning banner.
     intro : str
-        A plain sentence or two under the title: what the run shows and does not show.
+        A plain sentence or two under the title (and above the table of contents): what the
+        run shows and does not show.
     map_titles : mapping of map id to str, optional
         A title shown under a map's heading.
     map_links : mapping of map id to mapping of label to URL, optional
@@ -278,6 +335,9 @@ def write_report(
         headings (e.g. why two tables count different maps).
     lead_tables : mapping of heading to DataFrame, optional
         Tables shown first, before the metrics (e.g. a run's headline evaluation).
+    maps_reason : str, optional
+        Why these ``maps`` are drawn (e.g. :func:`~niclip_ray.evaluation.labels.report_maps`'s
+        reason); by default :data:`ALL_MAPS`.
 
     Returns
     -------
@@ -301,11 +361,16 @@ def write_report(
         f"{label} {provenance[key]}" for key, label in (("atlas_id", "atlas"), ("text_model_id", "text model"))
         if provenance.get(key)
     )
+    taken = {"contents", *SECTIONS}
     shown = []
     for map_id, source in maps.items():
-        entry = {"id": str(map_id), "title": (map_titles or {}).get(map_id, ""),
-                 "links": (map_links or {}).get(map_id, {}), "png": None,
-                 "truth": _truth_line(labels, str(map_id)) if labels is not None else ""}
+        entry = {"id": str(map_id), "anchor": _anchor(f"map {map_id}", taken),
+                 "title": (map_titles or {}).get(map_id, ""), "links": (map_links or {}).get(map_id, {}), "png": None,
+                 "truth": None, "true_tasks": ""}
+        if labels is not None and (labels["map_id"] == str(map_id)).any():
+            entry["truth"] = table_rows(truth_ranks(predictions, labels, str(map_id)), note=TRUTH_NOTE)
+            entry["true_tasks"] = ", ".join(labels.loc[(labels["map_id"] == str(map_id))
+                                                       & (labels["level"] == "task"), "term"])
         entry.update(_map_predictions(predictions, str(map_id), top_n))
         entry["bars_png"] = _posterior_prior_png(predictions, str(map_id), top_n, out / f"bars-{_slug(str(map_id))}.png")
         try:
@@ -317,24 +382,30 @@ def write_report(
             entry.update(png=_data_uri(drawn.path), caption=drawn.caption + decoded)
         shown.append(entry)
     notes = table_notes or {}
-    extra = [(heading, table_rows(table, note=notes.get(heading, ""))) for heading, table in (tables or {}).items()]
-    lead = [(heading, table_rows(table, note=notes.get(heading, ""))) for heading, table in (lead_tables or {}).items()]
+
+    def sections(named: Mapping[str, pd.DataFrame] | None) -> list[dict]:
+        return [{"id": _anchor(heading, taken), "heading": heading, "table": table_rows(table, note=notes.get(heading, ""))}
+                for heading, table in (named or {}).items()]
+
+    lead, extra = sections(lead_tables), sections(tables)
     if hubness_k:
         hubs = term_hubness(predictions, hubness_k)
-        extra.append((f"Term hubness: how often a task is in a map's top {hubness_k}",
-                      table_rows(hubs, {"backend": "backend", "term": "term", "maps_in_top_k": "maps",
-                                        "fraction_in_top_k": "fraction of maps", "expected": "k / n terms",
-                                        "ratio": "fraction / (k / n)"},
-                                 note="A term far above k / n sits in the top k of most maps whatever they show "
-                                      "(a hub); an even decoder would put each term there in k / n of the maps.")))
+        heading = f"Term hubness: how often a task is in a map's top {hubness_k}"
+        extra.append({"id": _anchor(heading, taken), "heading": heading, "table": table_rows(
+            hubs, {"backend": "backend", "term": "term", "maps_in_top_k": "maps", "fraction_in_top_k": "fraction of maps",
+                   "expected": "k / n terms", "ratio": "fraction / (k / n)"},
+            note="A term far above k / n sits in the top k of most maps whatever they show "
+                 "(a hub); an even decoder would put each term there in k / n of the maps.")})
+    fixed = {key: {"id": key, "heading": heading} for key, heading in SECTIONS.items()}
+    contents = [*lead, fixed["metrics"], *extra, fixed["maps"], fixed["curves"], fixed["methods"]]
     page = _TEMPLATES.get_template("report.html").render(
         title=title, version=__version__, stamp=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
-        banner=standin_banner(atlas_ids), intro=intro, lead=lead,
+        banner=standin_banner(atlas_ids), intro=intro, contents=contents, sections=fixed, lead=lead,
         reading=READING.format(rank_by=str(provenance.get("rank_by", "posterior")).replace("_", " "),
                                hub_k=HUB_TOP_K, hub_share=HUB_SHARE, hub_min=HUB_MIN_MAPS),
-        metrics=table_rows(metrics, METRIC_COLUMNS, note=metrics_note),
+        metrics=table_rows(_level_order(metrics), METRIC_COLUMNS, note=metrics_note),
         metrics_png=_data_uri(figures.plot_metrics(metrics, out / "metrics.png")) if not metrics.empty else None,
-        tables=extra, maps=shown,
+        tables=extra, maps=shown, has_truth=labels is not None, maps_reason=maps_reason or ALL_MAPS, threshold_rule=figures.THRESHOLD_RULE,
         curves_png=None if curves is None or curves.empty else _data_uri(figures.plot_curves(curves, out / "curves.png")),
         methods=[p.strip() for p in methods.split("\n\n") if p.strip()], references=cited_references(methods),
     )

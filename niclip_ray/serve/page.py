@@ -9,18 +9,20 @@ from string import Template
 
 import nibabel as nib
 
+from niclip_ray.report import figures
 
-def glass_brain_png(img: nib.spatialimages.SpatialImage) -> str:
-    """A nilearn glass-brain plot of ``img`` as a ``data:image/png;base64,...`` URL."""
-    import matplotlib
 
-    matplotlib.use("Agg")
+def glass_brain_png(img: nib.Nifti1Image) -> str:
+    """A glass-brain plot of ``img`` as a ``data:image/png;base64,...`` URL.
+
+    Drawn and thresholded as the report draws a map (:func:`~niclip_ray.report.figures.glass_brain`,
+    the rule the page states: :data:`~niclip_ray.report.figures.THRESHOLD_RULE`).
+    """
     import matplotlib.pyplot as plt
-    from nilearn import plotting
 
     figure = plt.figure(figsize=(7, 2.6))
     try:
-        plotting.plot_glass_brain(img, figure=figure, plot_abs=False, colorbar=True, threshold="auto")
+        figures.glass_brain(img, figure)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)
     finally:
@@ -64,6 +66,7 @@ $caveats
 </select></label></p>
 <p id="status"></p><p id="error"></p>
 <img id="brain" alt="glass brain plot of the uploaded map" style="display:none;max-width:100%">
+<p id="threshold" style="display:none">$threshold_rule</p>
 <div id="tables"></div>
 <p id="notes" style="display:none">Bars: posterior (blue) beside prior (grey). <b>against map</b>: the map lowered the
 task's probability below its prior (Bayes factor below 1). Concepts and domains are noisy-ORs over every task's
@@ -83,6 +86,7 @@ async function decode(file){
   if (!response.ok){ document.getElementById("status").textContent = "";
     document.getElementById("error").textContent = data.detail; return; }
   const brain = document.getElementById("brain"); brain.src = data.plot; brain.style.display = "block";
+  document.getElementById("threshold").style.display = "block";
   let out = "";
   for (const [level, rows] of Object.entries(data.results)){
     const task = level === "task", top = Math.max(...rows.map(r => Math.max(r.prob, task ? r.prior : 0)), 1e-12);
@@ -120,4 +124,5 @@ def render_page(description: dict) -> str:
         atlas=html.escape(str(description["atlas_id"])),
         n_tasks=int(description["n_terms"]["task"]),
         caveats=notes,
+        threshold_rule=html.escape(figures.THRESHOLD_RULE),
     )

@@ -54,7 +54,7 @@ def test_report_is_self_contained_and_has_its_pngs(report):
     path, _ = report
     page = path.read_text()
     assert page.startswith("<!DOCTYPE html>")
-    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    sources = [s for s in re.findall(r'(?:src|href)="([^"]*)"', page) if not s.startswith("#")]  # # : on the page
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in page and page.count("<script") == 1 and "<script>" in page  # one inline script
     assert "http" not in page.split("<script>")[1].split("</script>")[0]
@@ -70,11 +70,12 @@ def test_report_has_the_tables_and_methods(report):
     assert "null hit@k (mean)" in page and page.count("<h4>") == 3  # task x2 backends, domain x1
     assert "motor fMRI task paradigm" in page and "finger tapping" in page
     # metric table: one row per backend and level, filled from the summary
-    table = page.split("<h2>Metrics")[1].split("</table>")[0]
+    table = page.split('<h2 id="metrics">')[1].split("</table>")[0]
     assert table.count("<tr>") == len(summary) + 1
     hit = float(summary["mean_hit_at_k"].iloc[0])
     assert f'<td data-sort="{hit!r}">{hit:.3g}</td>' in table
-    assert "True labels: domain: Action; task: motor fMRI task paradigm" in page
+    truth = page.split("<h3 id=\"map-motor\">")[1].split("True labels and their ranks:")[1].split("</table>")[0]
+    assert truth.index("motor fMRI task paradigm") < truth.index("Action")  # tasks first
     assert "True labels: none given." in page  # the map "bad" has none
     assert "map bad: file not found" in page  # failed maps are shown, not dropped
     assert "Rubin et al., 2017" in page and "doi:10.1371/journal.pcbi.1005649" in page
@@ -100,10 +101,10 @@ def test_methods_state_what_the_decoder_ran(facts):
 
 def test_a_standin_run_says_so_at_the_top_and_in_the_methods(report):
     page = report[0].read_text()
-    top = page.split("<h2>")[0]
+    top = page.split("<h2")[0]
     assert 'class="banner"' in top and "toy-difumo64-8mm-standin-seed0, an offline stand-in" in top
     assert "decoded with atlas toy-difumo64-8mm-standin-seed0, text model toy-random" in page  # map caption
-    methods = page.split("<h2>Methods")[1]
+    methods = page.split('<h2 id="methods">')[1]
     assert "stand-in" in methods and "projected onto the DiFuMo atlas" not in methods
 
 
@@ -180,7 +181,7 @@ def test_map_style_and_figures(tmp_path):
 
 def test_top_tables_have_probability_and_score_apart_and_map_captions(report):
     page = report[0].read_text()
-    motor = page.split("<h3>motor</h3>")[1].split("<h3>")[0]
+    motor = page.split('<h3 id="map-motor">motor</h3>')[1].split("<h3")[0]
     top = motor.split("<h4>task · niclip</h4>")[1].split("</table>")[0]
     assert "".join(f"<th tabindex=\"0\">{h}</th>" for h in ("rank", "term", "probability", "raw score")) in top
     assert '<td data-sort="0.7">0.7</td><td data-sort="5.0">5</td>' in top
@@ -218,11 +219,11 @@ def test_every_table_is_sortable_with_typed_cells_and_notes(tmp_path, facts):
                         provenance=facts, tables={"Extra": extra}, table_notes={"Extra": "2 rows & a note."},
                         metrics_note="Why the counts differ.", hubness_k=1).read_text()
     assert page.count("<table") == page.count('<table class="sortable">') == 3  # metrics, extra, hubness
-    table = page.split("<h2>Extra</h2>")[1].split("</table>")[0]
+    table = page.split("Extra</h2>")[1].split("</table>")[0]
     assert ('<tr><td class="text">b</td><td data-sort="2.0">2</td><td data-sort="1">yes</td></tr>'
             '<tr><td class="text">a</td><td class="missing">-</td><td data-sort="0">no</td></tr>') in table
-    assert '</table>\n<p class="note">2 rows &amp; a note.</p>' in page.split("<h2>Extra</h2>")[1]
-    assert '</table>\n<p class="note">Why the counts differ.</p>' in page.split("<h2>Metrics")[1]
+    assert '</table>\n<p class="note">2 rows &amp; a note.</p>' in page.split("Extra</h2>")[1]
+    assert '</table>\n<p class="note">Why the counts differ.</p>' in page.split("<h2 id=\"metrics\">")[1]
 
 
 def test_lead_tables_open_the_report(tmp_path, facts):
@@ -232,8 +233,9 @@ def test_lead_tables_open_the_report(tmp_path, facts):
     page = write_report(tmp_path, maps={}, predictions=predictions, metrics=metrics, curves=None, methods="",
                         provenance=facts, tables={"Later": lead}, lead_tables={"Held-out": lead},
                         table_notes={"Held-out": "What the columns are."}).read_text()
-    assert page.index("<h2>Held-out</h2>") < page.index("<h2>Metrics") < page.index("<h2>Later</h2>")
-    assert '<p class="note">What the columns are.</p>' in page.split("<h2>Held-out</h2>")[1].split("<h2>")[0]
+    assert page.index('<h2 id="held-out">Held-out</h2>') < page.index('<h2 id="metrics">') < page.index(
+        '<h2 id="later">Later</h2>')
+    assert '<p class="note">What the columns are.</p>' in page.split("Held-out</h2>")[1].split("<h2")[0]
 
 
 def test_posterior_prior_bars_flags_and_how_to_read_them(tmp_path, facts):
@@ -248,7 +250,7 @@ def test_posterior_prior_bars_flags_and_how_to_read_them(tmp_path, facts):
     page = path.read_text()
     assert (tmp_path / "bars-motor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert base64.b64encode((tmp_path / "bars-motor.png").read_bytes()).decode() in page
-    motor = page.split("<h3>motor</h3>")[1]
+    motor = page.split('<h3 id="map-motor">motor</h3>')[1]
     niclip = motor.split("<h4>task · niclip</h4>")[1].split("</table>")[0]
     assert "<th tabindex=\"0\">against map</th><th tabindex=\"0\">hub</th>" in niclip
     assert niclip.count('<td data-sort="1">yes</td>') == 2  # the first task's hub, the second's against map
