@@ -143,7 +143,7 @@ def test_get_params_rebuild_the_decoder_and_describe_says_what_it_runs(decoder, 
     assert fresh._projector is None  # describing finds the atlas but builds no projector
     assert decoder.describe()["n_terms"] == {"task": len(bundle.vocabulary), "concept": len(bundle.ontology.concepts),
                                              "domain": len(bundle.ontology.domains)}
-    with pytest.raises(InputError, match="topk must be at least 1"):
+    with pytest.raises(InputError, match="topk must be a whole number from 1"):
         Decoder(path, topk=0)
 
 

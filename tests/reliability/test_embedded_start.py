@@ -24,7 +24,15 @@ TIMED_OUT = ("The current node timed out during startup. This could happen becau
 
 @pytest.fixture
 def parent(tmp_path, monkeypatch):
-    """RAY_TMPDIR and HOME in a temporary folder, so no real Ray directory or token is touched."""
+    """RAY_TMPDIR and HOME in a temporary folder, so no real Ray directory or token is touched.
+
+    ``ray.is_initialized`` and ``ray.shutdown`` are stand-ins too: a failed start shuts Ray
+    down, which must not end the suite's shared Ray.
+    """
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", WAIT_ENV):
@@ -97,8 +105,8 @@ def test_a_start_that_times_out_is_tried_again_in_a_fresh_private_directory(pare
     monkeypatch.setattr(session, "START_ATTEMPTS", 2)
     temp_dir = session.start_embedded(session.RayOptions(num_cpus=1, object_store_mb=128))
     assert not stale.exists()
-    assert len(fake.temp_dirs) == 2 and fake.temp_dirs[1] == str(temp_dir) != fake.temp_dirs[0]
-    assert not os.path.exists(fake.temp_dirs[0])
+    assert len(fake.temp_dirs) == 2 and fake.temp_dirs[1] == str(temp_dir / session.RAY_SUBDIR)
+    assert not os.path.exists(os.path.dirname(fake.temp_dirs[0])) and temp_dir.is_dir()
     assert oct(temp_dir.stat().st_mode & 0o777) == "0o700"
     assert json.loads((temp_dir / OWNER_FILE).read_text())["pid"] == os.getpid()
     assert fake.gcs_wait == [str(int(session.START_TIMEOUT_S))] * 2

@@ -93,7 +93,7 @@ class NaNDecoder:
     def project(self, img, name=None):
         return np.zeros(4, np.float32)
 
-    def decode_features(self, betas, ids):
+    def decode_features(self, betas, ids, **options):
         return pd.DataFrame({"map_id": ids, "level": "task", "term": "t", "prob": np.nan, "similarity": np.nan,
                              "likelihood": np.nan, "prior": 0.5})
 
@@ -106,5 +106,5 @@ def test_a_map_whose_scores_are_nan_is_refused_not_answered():
     replica.decoder = NaNDecoder()
     replica.counters = {"batches": 0, "batched_maps": 0, "decode_seconds": 0.0}
     img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
-    [result] = replica.decode_many([img])
+    [result] = replica.decode_many([(img, "posterior")])
     assert isinstance(result, InputError) and "NaN or infinite scores" in str(result)

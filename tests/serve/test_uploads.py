@@ -51,10 +51,15 @@ def test_levels_and_response():
     frame = pd.DataFrame({"level": ["task"] * 3 + ["domain"] * 2, "rank": [2, 1, 3, 1, 2],
                           "term_id": list("abcde"), "term": list("ABCDE"), "prob": [0.3, 0.5, 0.2, 0.9, 0.1],
                           "similarity": [1.0, 2.0, 0.5, np.nan, np.nan], "likelihood": 0.1, "prior": 0.2,
-                          "bayes_factor": [1.0, 2.0, 3.0, np.nan, np.nan]})
+                          "bayes_factor": [1.0, 0.5, 3.0, np.nan, np.nan],
+                          "against_map": pd.array([False, True, False, None, None], dtype="boolean"),
+                          "hub": pd.array([None] * 5, dtype="boolean")})
     body = decode_response(frame, ["task", "domain"], 2, {"nan_count": 0}, {"bundle_sha256": "x"})
     assert [r["term"] for r in body["results"]["task"]] == ["B", "A"]
+    assert [r["against_map"] for r in body["results"]["task"]] == [True, False]
+    assert all(r["hub"] is None for level in body["results"].values() for r in level)
     assert len(body["results"]["domain"]) == 2 and body["results"]["domain"][0]["bayes_factor"] is None
+    assert body["results"]["domain"][0]["against_map"] is None
 
 
 def test_replicas_get_a_cpu_share_and_a_gpu_each_when_there_are_enough(monkeypatch):
