@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from niclip_ray.training.folds import run_folds
 from niclip_ray.training.loop import TrainConfig, build_model, make_optimizer, train_epoch
-from niclip_ray.training.ray_train import ScalingOptions, run_fold
+from niclip_ray.training.ray_train import ScalingOptions, run_fold, run_folds
 from niclip_ray.training.splits import FoldSplit, kfold_splits
 from niclip_ray.vectors import l2_normalise
 

@@ -205,10 +205,9 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
     from niclip_ray.retrieval import Index
     from niclip_ray.retrieval.evaluation import evaluate_retrieval
     from niclip_ray.runtime import ray_session
-    from niclip_ray.runtime.session import cluster_cpus
+    from niclip_ray.runtime.session import train_worker_share
     from niclip_ray.training.cv import RUNS, train_cross_validated
     from niclip_ray.training.data import load_pairs
-    from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
     from niclip_ray.training.progress import follow_epochs
     from niclip_ray.training.ray_train import ScalingOptions
@@ -241,7 +240,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
             pairs = load_pairs(paths["features"] / "images", paths["features"] / "text", section=settings.section)
             config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
                                  patience=settings.patience, seed=settings.seed)
-            share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
+            share = train_worker_share(settings.num_workers, settings.max_concurrent_folds)
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
             with progress("train", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
                     follow_epochs(paths["train"] / RUNS, epochs):

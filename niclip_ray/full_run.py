@@ -183,10 +183,9 @@ def stage_features(settings: FullSettings, corpus_dir: Path, atlas_dir: Path, sa
 
 def stage_train(settings: FullSettings, section: str, features: Path, say: Say, progress) -> Path:
     """Cross-validated CLIP training on one section; returns the bundle."""
-    from niclip_ray.runtime.session import cluster_cpus
+    from niclip_ray.runtime.session import train_worker_share
     from niclip_ray.training.cv import RUNS, train_cross_validated
     from niclip_ray.training.data import load_pairs
-    from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
     from niclip_ray.training.progress import follow_epochs
     from niclip_ray.training.ray_train import ScalingOptions
@@ -199,7 +198,7 @@ def stage_train(settings: FullSettings, section: str, features: Path, say: Say, 
     pairs = load_pairs(features / "images", features / "text", section=section)
     config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, patience=settings.patience,
                          seed=settings.seed)
-    share = worker_cpu_share(settings.num_workers, settings.max_concurrent_folds, cluster_cpus())
+    share = train_worker_share(settings.num_workers, settings.max_concurrent_folds)
     scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
     with progress(f"train ({section})", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
             follow_epochs(train_dir / RUNS, epochs):

@@ -40,10 +40,9 @@ def train(
     """
     from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.runtime import ray_session
-    from niclip_ray.runtime.session import cluster_cpus
+    from niclip_ray.runtime.session import train_worker_share
     from niclip_ray.training.cv import RUNS, train_cross_validated
     from niclip_ray.training.data import load_pairs
-    from niclip_ray.training.folds import worker_cpu_share
     from niclip_ray.training.loop import TrainConfig
     from niclip_ray.training.progress import follow_epochs
     from niclip_ray.training.ray_train import ScalingOptions
@@ -63,7 +62,7 @@ def train(
     say(f"{len(pairs)} paired studies ({pairs.section}, text dim {pairs.texts.shape[1]}, "
         f"image dim {pairs.images.shape[1]}), {folds} folds", quiet=opts.quiet)
     with ray_session(opts.ray_options(), log_dir=out_dir / "logs"):
-        share = 1.0 if use_gpu else worker_cpu_share(num_workers, max_concurrent_folds, cluster_cpus())
+        share = 1.0 if use_gpu else train_worker_share(num_workers, max_concurrent_folds)
         scaling = ScalingOptions(num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=share,
                                  max_failures=max_failures)
         with ItemProgress("train", folds * epochs, "epochs (at most)", quiet=opts.quiet) as progress, \

@@ -409,14 +409,57 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def largest_node_cpus() -> float:
+    """CPUs of the connected cluster's largest live node: the most one actor or worker can get.
+
+    Ray places an actor on one node, so a request sized from the cluster's sum (two 1-CPU
+    nodes make 2 CPUs) can fit no node and waits forever.
+    """
+    import ray
+
+    return max((float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node.get("Alive")), default=0.0)
+
+
+def check_fits_a_node(what: str, cpus: float) -> None:
+    """Raise at once when ``cpus`` for one ``what`` fit no live node (Ray would keep it pending forever).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the request and the largest node.
+    """
+    largest = largest_node_cpus()
+    if cpus > largest + 1e-9:
+        raise ConfigError(f"{what} asks for {cpus:g} CPUs but the largest node of the cluster has {largest:g}: "
+                          f"ask for at most {largest:g}")
+
+
+def worker_cpu_share(num_workers: int, max_concurrent_folds: int, total_cpus: float,
+                     node_cpus: float | None = None, wanted: float = 1.0) -> float:
+    """CPUs per Ray Train worker: concurrent folds fit, half a CPU stays free, one worker fits a node.
+
+    See ``docs/runtime.md``, "Small machines". ``node_cpus`` is the largest node's CPUs
+    (default: ``total_cpus``, one node).
+    """
+    budget = max(total_cpus - 0.5, 0.25)
+    share = min(wanted, budget / max(1, num_workers * max_concurrent_folds))
+    return round(min(share, node_cpus if node_cpus is not None else total_cpus), 3)
+
+
+def train_worker_share(num_workers: int, max_concurrent_folds: int) -> float:
+    """:func:`worker_cpu_share` on the connected cluster."""
+    return worker_cpu_share(num_workers, max_concurrent_folds, cluster_cpus(), largest_node_cpus())
+
+
 def actor_pool_shape(
     n_actors: int | None, cpus_per_actor: float = 1.0, limit: int | None = None
 ) -> tuple[int, float]:
-    """Size a CPU actor pool so it never holds every CPU of the cluster.
+    """Size a CPU actor pool so it never holds every CPU of the cluster and each actor fits a node.
 
     Ray Data starves (hangs) when an actor pool takes all CPUs: nothing is left to feed it.
     We keep half a CPU free and shrink each actor's share (fractional CPUs) when the
-    machine is small.
+    machine is small. An actor runs on one node, so its share is at most the largest
+    node's CPUs, never a share of the cluster's sum.
 
     Parameters
     ----------
@@ -438,5 +481,5 @@ def actor_pool_shape(
     if limit is not None:
         n = max(1, min(n, int(limit)))
     budget = max(total - 0.5, 0.25)
-    share = min(cpus_per_actor, budget / n)
+    share = min(cpus_per_actor, budget / n, largest_node_cpus())
     return n, round(share, 3)

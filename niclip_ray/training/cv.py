@@ -27,9 +27,8 @@ from niclip_ray.errors import InputError, ParameterError
 from niclip_ray.features.text_fingerprint import text_model_sha256
 from niclip_ray.model.bundle import TEXT_MODEL_SHA256
 from niclip_ray.training.data import PairedFeatures
-from niclip_ray.training.folds import run_folds
 from niclip_ray.training.loop import TrainConfig
-from niclip_ray.training.ray_train import FoldOutcome, ScalingOptions
+from niclip_ray.training.ray_train import FoldOutcome, ScalingOptions, run_folds
 from niclip_ray.training.splits import FoldSplit, kfold_splits
 
 RUNS = "runs"

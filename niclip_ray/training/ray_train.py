@@ -4,8 +4,9 @@ Each worker runs the epoch loop of :mod:`niclip_ray.training.loop`
 (:func:`~niclip_ray.training.loop.run_epochs`) on a model from ``prepare_model``. Every
 global batch is cut into equal slices, one per worker; the features are all-gathered with
 gradients, so the loss sees the whole batch (all negatives) and a DDP epoch equals the
-single-process epoch. Backend: gloo on CPU, NCCL on GPU. Running several folds at once is
-:mod:`niclip_ray.training.folds`.
+single-process epoch. Backend: gloo on CPU, NCCL on GPU. :func:`run_folds` schedules every
+fold's trainer, several at a time when asked; the features go into the object store once
+and all folds' workers share them.
 
 Run layout under ``storage_path``::
 
@@ -27,6 +28,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 
 from niclip_ray.atomic import write_text
-from niclip_ray.errors import ConfigError
+from niclip_ray.errors import ConfigError, ParameterError
 from niclip_ray.model import CLIP
 from niclip_ray.model.checkpoint import read_torch_file
 from niclip_ray.runtime.session import TRAIN_LOG_LEVEL
@@ -249,3 +251,50 @@ def run_fold(
     test_i, test_t = (torch.as_tensor(a, dtype=torch.float32) for a in test_arrays)
     test = evaluate(model, test_i, test_t, config.batch_size)
     return FoldOutcome(split.fold, best_epoch, best_state, history, test, run_dir)
+
+
+def run_folds(
+    images: np.ndarray,
+    texts: np.ndarray,
+    splits: list[FoldSplit],
+    config: TrainConfig,
+    scaling: ScalingOptions,
+    storage_path: Path,
+    max_concurrent_folds: int = 1,
+    print_epochs: bool = True,
+) -> list[FoldOutcome]:
+    """Fit every fold, at most ``max_concurrent_folds`` ``TorchTrainer`` runs at a time.
+
+    Raises
+    ------
+    ParameterError
+        When ``batch_size`` does not split evenly across the workers, or ``use_gpu`` asks
+        for more GPUs than the cluster has.
+    ConfigError
+        When the cluster cannot hold one fold's workers (Ray would wait forever).
+    """
+    import ray
+
+    from niclip_ray.runtime.session import check_fits_a_node, cluster_cpus, cluster_gpus
+
+    if config.batch_size % scaling.num_workers:
+        raise ParameterError(
+            "batch_size", f"must be a multiple of the number of workers ({scaling.num_workers}), got {config.batch_size}"
+        )
+    check_fits_a_node("a train worker", scaling.cpus_per_worker)
+    need_cpus = scaling.num_workers * scaling.cpus_per_worker
+    if need_cpus > cluster_cpus():
+        raise ConfigError(f"{scaling.num_workers} workers x {scaling.cpus_per_worker} CPUs exceed the cluster's {cluster_cpus():g} CPUs")
+    if scaling.use_gpu and scaling.num_workers > cluster_gpus():
+        raise ParameterError("use_gpu", f"needs one GPU per worker ({scaling.num_workers}); the cluster has {cluster_gpus():g}")
+    data_ref = ray.put({"images": np.ascontiguousarray(images), "texts": np.ascontiguousarray(texts)})
+
+    def one(split: FoldSplit) -> FoldOutcome:
+        test = (images[split.test], texts[split.test])
+        return run_fold(data_ref, split, config, scaling, storage_path, test, print_epochs)
+
+    workers = max(1, min(max_concurrent_folds, len(splits)))
+    if workers == 1:
+        return [one(split) for split in splits]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold") as pool:
+        return list(pool.map(one, splits))

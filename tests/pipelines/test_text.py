@@ -114,12 +114,16 @@ def test_worker_shape_is_one_actor_per_gpu_else_fractional_cpu_actors(monkeypatc
 
     monkeypatch.setattr(session, "cluster_gpus", lambda: 4.0)
     monkeypatch.setattr(session, "cluster_cpus", lambda: 64.0)
+    monkeypatch.setattr(session, "largest_node_cpus", lambda: 64.0)
     assert text_stage.worker_shape(None) == text_stage.WorkerShape(4, 1.0, 1.0, None)
     assert text_stage.worker_shape(2).num_actors == 2
     monkeypatch.setattr(session, "cluster_gpus", lambda: 0.0)
     monkeypatch.setattr(session, "cluster_cpus", lambda: 2.0)
+    monkeypatch.setattr(session, "largest_node_cpus", lambda: 2.0)
     assert text_stage.worker_shape(None) == text_stage.WorkerShape(1, 1.5, 0.0, 2)
     assert text_stage.worker_shape(2) == text_stage.WorkerShape(2, 0.75, 0.0, 1)
+    monkeypatch.setattr(session, "largest_node_cpus", lambda: 1.0)  # two 1-CPU nodes: 1.5 CPUs fit neither
+    assert text_stage.worker_shape(None) == text_stage.WorkerShape(1, 1.0, 0.0, 1)
 
 
 def test_manifest_flags_bytes_that_are_not_utf8(tmp_path):

@@ -8,7 +8,13 @@ import pytest
 
 from niclip_ray.errors import ConfigError
 from niclip_ray.runtime import RayOptions, describe_mode
-from niclip_ray.runtime.session import actor_pool_shape, check_reachable, object_store_bytes
+from niclip_ray.runtime.session import (
+    actor_pool_shape,
+    check_fits_a_node,
+    check_reachable,
+    largest_node_cpus,
+    object_store_bytes,
+)
 
 
 def test_embedded_ray_starts_and_stops_twice_in_one_process():
@@ -84,6 +90,21 @@ def test_actor_pool_never_takes_every_cpu(ray_local):
     assert (n, cpus) == (1, 0.5)
     assert actor_pool_shape(None, 1.0, limit=30)[0] == 2  # one per CPU, not one per shard
     assert actor_pool_shape(None, 0.25, limit=3) == (3, 0.25)
+    assert largest_node_cpus() == 2.0
+    check_fits_a_node("a train worker", 2.0)
+
+
+def test_requests_are_sized_from_one_node_not_the_cluster_sum(monkeypatch):
+    import niclip_ray.runtime.session as session
+
+    monkeypatch.setattr(session, "cluster_cpus", lambda: 2.0)  # a head with no CPUs and two 1-CPU workers
+    monkeypatch.setattr(session, "largest_node_cpus", lambda: 1.0)
+    assert actor_pool_shape(1, 2.0) == (1, 1.0)
+    assert actor_pool_shape(None) == (2, 0.75)
+    check_fits_a_node("a train worker", 1.0)
+    with pytest.raises(ConfigError, match=r"^a train worker asks for 1.5 CPUs but the largest node of the cluster "
+                                          r"has 1: ask for at most 1$"):
+        check_fits_a_node("a train worker", 1.5)
 
 
 def test_actor_pool_shape_needs_cpus(monkeypatch):

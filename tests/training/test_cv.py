@@ -24,17 +24,17 @@ def test_resume_allows_more_epochs_but_not_other_settings_or_data(tmp_path):
 
 
 def test_worker_cpu_share_leaves_half_a_cpu_free():
-    from niclip_ray.training.folds import worker_cpu_share
+    from niclip_ray.runtime.session import worker_cpu_share
 
     assert worker_cpu_share(1, 1, total_cpus=2) == 1.0
     assert worker_cpu_share(2, 1, total_cpus=2) == 0.75
     assert worker_cpu_share(2, 2, total_cpus=2) == 0.375
     assert worker_cpu_share(4, 2, total_cpus=64) == 1.0
+    assert worker_cpu_share(1, 1, total_cpus=2, node_cpus=0.5) == 0.5  # a worker runs on one node
 
 
 def test_batch_must_split_evenly_across_workers_before_ray_starts(tmp_path):
-    from niclip_ray.training.folds import run_folds
-    from niclip_ray.training.ray_train import ScalingOptions
+    from niclip_ray.training.ray_train import ScalingOptions, run_folds
 
     with pytest.raises(ParameterError, match=r"^batch_size must be a multiple of the number of workers \(3\), got 8$"):
         run_folds(np.zeros((9, 2)), np.zeros((9, 3)), [], TrainConfig(batch_size=8), ScalingOptions(num_workers=3), tmp_path)
