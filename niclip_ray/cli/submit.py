@@ -43,7 +43,8 @@ def run_as_job(opts: GlobalOptions, argv: list[str]) -> int:
     """
     command = jobs.job_argv(argv)
     with jobs_address(opts) as address:
-        sid, attached = jobs.submit(address, command, working_dir=opts.working_dir)
+        sid, attached = jobs.submit(address, command, working_dir=opts.working_dir,
+                                    on_wait=lambda line: err.print(line, markup=False))
         verb = "attached to the identical job" if attached else "submitted job"
         say(f"{verb} {sid} at {address}", quiet=opts.quiet)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -28,8 +29,11 @@ from niclip_ray.runtime.session import WORKER_ENV
 SUBMISSION_OPTIONS = {"--address": 1, "--cluster": 1, "--working-dir": 1}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 IN_JOB_ENV = "NICLIP_IN_JOB"
-#: A head whose job agent is still starting answers "No available agent"; we retry that long.
+#: A head whose job agent is still starting answers "No available agent", and a head under
+#: load can reset a connection; such refusals are retried with backoff for this long.
 AGENT_WAIT_S = float(os.environ.get("NICLIP_JOB_AGENT_WAIT_S", 60))
+#: Longest pause between two tries.
+MAX_BACKOFF_S = 8.0
 
 
 def is_job_address(address: str | None) -> bool:
@@ -93,8 +97,13 @@ def runtime_env(working_dir: str | Path | None) -> dict:
     return runtime
 
 
-def submit(address: str, argv: list[str], working_dir: str | Path | None = ".") -> tuple[str, bool]:
+def submit(address: str, argv: list[str], working_dir: str | Path | None = ".",
+           on_wait: Callable[[str], None] | None = None) -> tuple[str, bool]:
     """Submit ``niclip-ray ARGV`` as a job, or find the identical job submitted earlier.
+
+    A refusal that only says "not yet" (the head's job agent still starting, a connection
+    reset) is tried again with backoff for :data:`AGENT_WAIT_S` seconds; ``on_wait`` gets
+    one line saying so when the first try is refused.
 
     Returns
     -------
@@ -102,12 +111,17 @@ def submit(address: str, argv: list[str], working_dir: str | Path | None = ".") 
         ``attached`` is True when an identical job already existed (running or succeeded)
         and was reused rather than submitted again. A failed or stopped earlier job is
         retried under ``<id>-rN``.
+
+    Raises
+    ------
+    ConfigError
+        When the cluster refuses the job, or still refuses it after :data:`AGENT_WAIT_S`.
     """
     jobs = client(address)
     base = submission_id(argv)
     sid, attempt = base, 1
     while True:
-        status = _status_or_none(jobs, sid)
+        status = with_retries(functools.partial(_status_or_none, jobs, sid), address, on_wait)
         if status is None:
             break
         if status not in ("FAILED", "STOPPED"):
@@ -115,21 +129,50 @@ def submit(address: str, argv: list[str], working_dir: str | Path | None = ".") 
         attempt += 1
         sid = f"{base}-r{attempt}"
     entrypoint = shlex.join(["niclip-ray", *argv])
-    deadline = time.monotonic() + AGENT_WAIT_S
+    with_retries(lambda: jobs.submit_job(
+        entrypoint=entrypoint,
+        submission_id=sid,
+        runtime_env=runtime_env(working_dir),
+        metadata={"tool": "niclip-ray", "version": __version__, "command": " ".join(argv[:3])[:200]},
+        entrypoint_num_cpus=0,
+    ), address, on_wait, sid)
+    return sid, False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the Jobs API refused only for now: its agent is starting, or the connection dropped."""
+    import requests
+
+    text = str(exc)
+    return (isinstance(exc, (ConnectionError, requests.exceptions.ConnectionError))
+            or "No available agent" in text or "Connection reset" in text or "Connection aborted" in text)
+
+
+def with_retries(call: Callable, address: str, on_wait: Callable[[str], None] | None = None, sid: str | None = None):
+    """``call()``, tried again with backoff (1, 2, 4, then 8 s) while it fails transiently, for :data:`AGENT_WAIT_S`.
+
+    Raises
+    ------
+    ConfigError
+        When it fails otherwise, or still fails after the wait.
+    """
+    what = f"job {sid}" if sid else "the job query"
+    deadline, pause, waited = time.monotonic() + AGENT_WAIT_S, 1.0, False
     while True:
         try:
-            jobs.submit_job(
-                entrypoint=entrypoint,
-                submission_id=sid,
-                runtime_env=runtime_env(working_dir),
-                metadata={"tool": "niclip-ray", "version": __version__, "command": " ".join(argv[:3])[:200]},
-                entrypoint_num_cpus=0,
-            )
-            return sid, False
-        except RuntimeError as exc:
-            if "No available agent" not in str(exc) or time.monotonic() > deadline:
-                raise ConfigError(f"the cluster at {address} refused job {sid}: {exc}") from exc
-            time.sleep(2)
+            return call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise ConfigError(f"the cluster at {address} refused {what}: {exc}") from exc
+            if time.monotonic() + pause > deadline:
+                raise ConfigError(f"the cluster at {address} still refused {what} after {AGENT_WAIT_S:g} s ({exc}); "
+                                  f"its head may still be starting: try again, or wait longer with "
+                                  f"NICLIP_JOB_AGENT_WAIT_S") from exc
+            if not waited and on_wait is not None:
+                on_wait(f"waiting for the cluster at {address} to accept jobs (up to {AGENT_WAIT_S:g} s): {exc}")
+            waited = True
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_BACKOFF_S)
 
 
 def _status_or_none(jobs, sid: str) -> str | None:

@@ -103,6 +103,54 @@ def test_unreachable_jobs_address_fails_fast(capsys, monkeypatch):
     assert "no Ray cluster answers at http://127.0.0.1:1" in capsys.readouterr().err
 
 
+AGENT_STARTING = RuntimeError("Request failed with status code 500: No available agent to submit job, please try "
+                              "again later.")
+
+
+class StartingHead:
+    """A Jobs API client whose head refuses ``refusals`` submissions before it accepts one."""
+
+    def __init__(self, *refusals):
+        self.refusals, self.submitted = list(refusals), []
+
+    def get_job_status(self, sid):
+        raise RuntimeError(f"Job {sid} does not exist")
+
+    def submit_job(self, **job):
+        if self.refusals:
+            raise self.refusals.pop(0)
+        self.submitted.append(job["submission_id"])
+
+
+def test_a_head_still_starting_is_waited_for_with_one_line(monkeypatch):
+    import requests
+
+    reset = requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104, 'reset'))")
+    head = StartingHead(AGENT_STARTING, reset, AGENT_STARTING)
+    pauses, lines = [], []
+    monkeypatch.setattr(jobs, "client", lambda address: head)
+    monkeypatch.setattr(jobs.time, "sleep", pauses.append)
+    sid, attached = jobs.submit("http://127.0.0.1:8265", ["corpus", "info", "x"], on_wait=lines.append)
+    assert head.submitted == [sid] and not attached
+    assert pauses == [1.0, 2.0, 4.0]
+    assert len(lines) == 1 and lines[0].startswith("waiting for the cluster at http://127.0.0.1:8265 to accept jobs "
+                                                   "(up to 60 s): Request failed with status code 500")
+
+
+def test_a_head_that_keeps_refusing_or_refuses_otherwise_is_a_clear_error(monkeypatch):
+    clock = iter(range(0, 10_000, 5))
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    monkeypatch.setattr(jobs, "client", lambda address: StartingHead(*[AGENT_STARTING] * 100))
+    with pytest.raises(ConfigError, match=r"still refused job niclip-corpus-info-\w+ after 60 s .*NICLIP_JOB_AGENT_WAIT_S"):
+        jobs.submit("http://h:8265", ["corpus", "info", "x"])
+    head = StartingHead(RuntimeError("Request failed with status code 400: runtime_env invalid"))
+    monkeypatch.setattr(jobs, "client", lambda address: head)
+    with pytest.raises(ConfigError, match="refused job niclip-corpus-info-.*: Request failed with status code 400"):
+        jobs.submit("http://h:8265", ["corpus", "info", "x"])
+    assert head.refusals == [] and head.submitted == []  # refused once, not tried again
+
+
 def test_run_config_gives_option_defaults(tmp_path, capsys):
     out = tmp_path / "corpus"
     config = tmp_path / "run.yaml"
