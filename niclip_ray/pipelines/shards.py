@@ -56,7 +56,8 @@ MANIFEST_NAME = "_stage.json"
 LOCK_NAME = "_stage.lock"
 #: What a shard reports back to the driver (:func:`run_shard`); ``error`` is null for a written shard.
 SHARD_RESULT_SCHEMA = pa.schema(
-    [("shard_id", pa.int64()), ("n_rows", pa.int64()), ("n_failed", pa.int64()), ("error", pa.string())]
+    [("shard_id", pa.int64()), ("n_rows", pa.int64()), ("n_failed", pa.int64()), ("error", pa.string()),
+     ("node_id", pa.string())]
 )
 
 
@@ -276,14 +277,17 @@ class ShardWriter:
     """
 
     def __init__(self, factory: Callable[[], ProcessFn], out_dir: str, count_items: bool = False):
+        import ray
+
         self.process = factory()
         self.threads = use_assigned_cpus()
         self.out_dir = out_dir
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.sink = file_sink(Path(out_dir) / TALLY_NAME) if count_items else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         results = [
-            run_shard(self.process, int(sid), json.loads(payload), self.out_dir, self.sink)
+            {**run_shard(self.process, int(sid), json.loads(payload), self.out_dir, self.sink), "node_id": self.node_id}
             for sid, payload in zip(batch["shard_id"], batch["items"])
         ]
         return pa.Table.from_pylist(results, schema=SHARD_RESULT_SCHEMA)
@@ -295,7 +299,8 @@ class StageSummary:
 
     ``unit`` names the stage's items (``maps``) when one item may give several rows; the
     summary line then counts items. ``changed`` maps each shard recomputed because its
-    inputs changed to the keys of the changed items.
+    inputs changed to the keys of the changed items. ``nodes`` counts the shards written
+    now per Ray node id (``"driver"`` for a stage run in this process).
     """
 
     stage: str
@@ -310,6 +315,7 @@ class StageSummary:
     n_items: int = 0
     n_failed_items: int = 0
     changed: dict[int, list[str]] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_ok_rows(self) -> int:
@@ -339,6 +345,8 @@ class StageSummary:
             )
         if self.failed_shards:
             text += f"; {len(self.failed_shards)} shards failed and stay pending"
+        if len(self.nodes) > 1:
+            text += "; shards per node: " + ", ".join(f"{node[:8]} {n}" for node, n in sorted(self.nodes.items()))
         return text
 
 
@@ -434,6 +442,9 @@ def run_stage(
                                    num_actors, cpus_per_actor, gpus_per_actor):
             if result["error"]:
                 summary.failed_shards[int(result["shard_id"])] = str(result["error"])
+            else:
+                node = result.get("node_id") or "driver"
+                summary.nodes[node] = summary.nodes.get(node, 0) + 1
     summary.n_rows, summary.n_failed_rows, summary.n_items, summary.n_failed_items = count_rows(out_dir, output_key or key)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -483,7 +494,9 @@ def _run_on_ray(
     import ray.data
 
     from niclip_ray.runtime.session import actor_pool_shape
+    from niclip_ray.runtime.storage import check_shared_dir
 
+    check_shared_dir(out_dir, "the stage's output directory")
     n_actors, cpus = actor_pool_shape(num_actors, cpus_per_actor, limit=len(pending))
     if gpus_per_actor:
         cpus = min(cpus, 1.0)

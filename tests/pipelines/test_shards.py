@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from niclip_ray.errors import InputError
 from niclip_ray.pipelines.shards import plan_shards, run_shard, run_stage, shard_path
@@ -56,11 +57,12 @@ def test_stage_resumes_without_duplicates(ray_local, tmp_path):
     failing = functools.partial(make_square, shard_fail_on="s05")
     first = run_stage("toy", ITEMS, key="id", out_dir=out, factory=failing, params={"p": 1}, shard_size=3)
     assert first.n_shards == 4 and set(first.failed_shards) == {1}
+    assert first.nodes == {ray.get_runtime_context().get_node_id(): 3}  # the shards written, by the node that wrote them
     assert not shard_path(out, 1).exists()
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     second = run_stage("toy", ITEMS, key="id", out_dir=out, factory=make_square, params={"p": 1}, shard_size=3)
-    assert second.n_skipped == 3 and not second.failed_shards
+    assert second.n_skipped == 3 and not second.failed_shards and sum(second.nodes.values()) == 1
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name in mtimes} == mtimes
 
     table = read_parts(out)
