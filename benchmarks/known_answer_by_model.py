@@ -3,7 +3,7 @@
 Runs the whole demo (320 real n-back/flanker studies, 5-7 minutes on 2 CPUs) with the
 packaged text model given and prints NiCLIP's and the baselines' known-answer rows: the
 share of held-out maps that rank their own task above the other label's, against the
-label-permutation null. The default model's run is a test (``tests/demo/test_known_answer.py``);
+label-permutation null. The default model's run is a test (``tests/demo/test_demo.py``);
 SmolLM2-135M's is a documented negative result (README: 0.578 against 0.588 under the null,
 p = 0.70, measured 2026-11-25 and 2026-12-01), re-measured here on demand instead of in
 every CI run.
