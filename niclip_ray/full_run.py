@@ -209,8 +209,12 @@ def stage_train(settings: FullSettings, section: str, features: Path, say: Say, 
 
 
 def stage_models(settings: FullSettings, section: str, bundle: Path, features: Path, ontologies: dict,
-                 say: Say) -> dict[str, Path]:
-    """One bundle per vocabulary: the trained weights with that vocabulary and its prior."""
+                 say: Say, task_texts: dict | None = None) -> dict[str, Path]:
+    """One bundle per vocabulary: the trained weights with that vocabulary and its prior.
+
+    ``task_texts`` caches the task texts' embeddings across vocabularies and sections (one
+    text model): each is embedded once.
+    """
     from niclip_ray.model.bundle import attach_vocabulary, load_bundle
     from niclip_ray.model.vocabulary import read_vocabulary
     from niclip_ray.pipelines import vocab as vocab_stage
@@ -223,7 +227,8 @@ def stage_models(settings: FullSettings, section: str, bundle: Path, features: P
             vocabulary_path = settings.out_dir / "vocabulary" / f"{section}-{name}.parquet"
             if not vocabulary_path.is_file():
                 build = vocab_stage.run(ontology.tasks, features / "text", model=settings.model,
-                                        batch_size=settings.text_batch_size, train_ids=split["train"])
+                                        batch_size=settings.text_batch_size, train_ids=split["train"],
+                                        cache=task_texts)
                 build.provenance["ontology"] = ontology.meta.get("source", "")
                 build.provenance["vocabulary"] = name
                 vocabulary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,7 +372,7 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
         say(f"ontology ({name}): {ontology.summary()}")
     atlas_dir = stage_atlas(settings, say)
     maps, map_labels = stage_maps(settings, heldout_dir)
-    models, retrieval = {}, {}
+    models, retrieval, task_texts = {}, {}, {}
     with ray_session(ray_options, log_dir=out / "logs"):
         with timed(times, "features", say):
             features = stage_features(settings, corpus_dir, atlas_dir, say, progress)
@@ -375,7 +380,8 @@ def run_full(settings: FullSettings, say: Say = print, ray_options=None, progres
             with timed(times, f"train ({section})", say):
                 bundle = stage_train(settings, section, features[section], say, progress)
             with timed(times, f"vocabulary ({section})", say):
-                models[section] = stage_models(settings, section, bundle, features[section], ontologies, say)
+                models[section] = stage_models(settings, section, bundle, features[section], ontologies, say,
+                                               task_texts)
             with timed(times, f"decode ({section})", say):
                 for name, model in models[section].items():
                     target = out / "decode" / f"{section}-{name}"

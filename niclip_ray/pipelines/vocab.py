@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from niclip_ray.errors import ParameterError
@@ -59,6 +60,7 @@ def run(
     prior_from: str = "combined",
     train_ids: Sequence[str] | None = None,
     timeout_s: float | None = None,
+    cache: dict | None = None,
 ) -> VocabularyBuild:
     """Embed task names and definitions on Ray and compute the prior over the training documents.
 
@@ -78,6 +80,11 @@ def run(
         Study ids of the training documents (default: every embedded document).
     timeout_s : float, optional
         Limit of the embedding task (see :func:`~niclip_ray.pipelines.text.embed_texts`).
+    cache : dict, optional
+        Task texts embedded by earlier builds, keyed by ``(model id, window, text)``; new
+        ones are added. Builds of several vocabularies or text sections with one model share
+        one dict, so each text is embedded once (the prior still comes from each build's
+        documents).
 
     Raises
     ------
@@ -94,7 +101,7 @@ def run(
         )
     window = max_length or stage_max_length(text_features)
 
-    def embed(texts: Sequence[str]) -> EmbeddingResult:
+    def embed_now(texts: Sequence[str]) -> EmbeddingResult:
         result, _ = embed_texts(
             texts,
             model=model,
@@ -105,6 +112,19 @@ def run(
             timeout_s=timeout_s,
         )
         return result
+
+    def embed(texts: Sequence[str]) -> EmbeddingResult:
+        if cache is None:
+            return embed_now(texts)
+        keys = [(spec.model_id, window, text) for text in texts]
+        missing = [key for key in dict.fromkeys(keys) if key not in cache]
+        if missing:
+            fresh = embed_now([text for _, _, text in missing])
+            cache.update({key: (fresh.vectors[i], int(fresh.n_tokens[i]), fresh.errors[i])
+                          for i, key in enumerate(missing)})
+        rows = [cache[key] for key in keys]
+        return EmbeddingResult(np.stack([vector for vector, _, _ in rows]) if rows else np.zeros((0, 0), np.float32),
+                               np.array([n for _, n, _ in rows], dtype=np.int64), [error for _, _, error in rows])
 
     vocabulary = embed_vocabulary(
         tasks, embed, features.embeddings, alpha=alpha, prior_scale=prior_scale, prior_from=prior_from

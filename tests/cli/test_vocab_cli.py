@@ -103,3 +103,27 @@ def test_vocab_build_names_the_flag_of_a_bad_setting_before_embedding(ray_local,
     assert run([*argv[:5], str(tmp_path / "no-such-stage"), *argv[6:8]]) == 1
     assert f"--text-features {tmp_path / 'no-such-stage'}" in capsys.readouterr().err
     assert not (tmp_path / "v.parquet").exists()
+
+
+def test_builds_sharing_a_cache_embed_each_task_text_once(ray_local, tiny_bert, text_features, monkeypatch):
+    from niclip_ray.pipelines import vocab as vocab_stage
+
+    calls = []
+    embed_texts = vocab_stage.embed_texts
+
+    def counted(texts, **options):
+        calls.append(len(texts))
+        return embed_texts(texts, **options)
+
+    monkeypatch.setattr(vocab_stage, "embed_texts", counted)
+    tasks = load_ontology("builtin").tasks
+    alone = vocab_stage.run(tasks.iloc[:7], text_features, model=str(tiny_bert)).vocabulary
+    cache = {}
+    full = vocab_stage.run(tasks, text_features, model=str(tiny_bert), cache=cache).vocabulary
+    subset = vocab_stage.run(tasks.iloc[:7], text_features, model=str(tiny_bert), cache=cache,
+                             train_ids=["d1", "d2"]).vocabulary
+    assert calls == [14, 2 * len(tasks)]  # the subset took every text from the cache
+    for column in ("emb_name", "emb_definition", "emb_combined"):
+        np.testing.assert_allclose(np.stack(subset[column]), np.stack(alone[column]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.stack(subset[column]), np.stack(full[column])[:7])
+    assert not np.allclose(subset["prior"], alone["prior"])  # the prior is each build's own
