@@ -40,6 +40,9 @@ def demo(
              "cognitive_atlas/ (the JSON export; else the live API).")] = None,
     max_studies: Annotated[int | None, typer.Option(min=100, help="With --full: a seeded subsample of the corpus.")]
     = None,
+    sections: Annotated[str | None, typer.Option(
+        help="With --full: the text sections to train on, comma-separated (default title,title+keywords).")]
+    = None,
 ) -> None:
     """Ingest NiMARE's n-back/flanker studyset, embed, train, decode, evaluate, report.
 
@@ -55,10 +58,12 @@ def demo(
                                  "epochs": epochs, "permutations": permutations, "seed": seed}.items()
                if v is not None}
     if full:
+        if sections is not None:
+            changes["sections"] = parse_sections(sections)
         _full(ctx, out_dir, data_dir, quick, max_studies, changes)
         return
-    if data_dir is not None or max_studies is not None:
-        raise typer.BadParameter("--data-dir and --max-studies go with --full")
+    if data_dir is not None or max_studies is not None or sections is not None:
+        raise typer.BadParameter("--data-dir, --max-studies and --sections go with --full")
     settings = DemoSettings.quick(out_dir, **changes) if quick else DemoSettings(out_dir=out_dir, **changes)
     result = run_demo(settings, say=lambda line: say(line, quiet=opts.quiet), ray_options=opts.ray_options(),
                       progress=lambda label, total, unit: ItemProgress(label, total, unit, quiet=opts.quiet,
@@ -88,6 +93,17 @@ FULL_RUN_HINT = (
     "Cognitive Atlas, judged on held-out maps): niclip-ray demo --full --data-dir DIR; README, "
     "'Full-scale run on real data', says how to get the data."
 )
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    """The real-scale run's text sections from ``title,title+keywords``, in the order given, each once."""
+    from niclip_ray.full_run import SECTIONS
+
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if not chosen or unknown:
+        raise typer.BadParameter(f"--sections takes {' and/or '.join(SECTIONS)}, comma-separated; got {text!r}")
+    return chosen
 
 
 def _full(ctx: typer.Context, out_dir: Path, data_dir: Path | None, quick: bool, max_studies: int | None,

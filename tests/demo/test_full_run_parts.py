@@ -1,6 +1,7 @@
 """Parts of the real-scale run that need no real data: paths, re-ranking, the headline table, the CLI's checks."""
 
 import pandas as pd
+import pytest
 
 from niclip_ray.cli.main import run
 from niclip_ray.full_run import data_paths, headline, rerank, timed
@@ -46,7 +47,21 @@ def test_full_run_options_go_together(tmp_path, capsys):
     assert "--full needs --data-dir" in capsys.readouterr().err
     assert run(["demo", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
     assert "go with --full" in capsys.readouterr().err
+    assert run(["demo", "--sections", "title", "--out", str(tmp_path / "o")]) != 0
+    assert "go with --full" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_sections_are_checked_and_kept_in_order():
+    import typer
+
+    from niclip_ray.cli.demo import parse_sections
+
+    assert parse_sections("title") == ("title",)
+    assert parse_sections(" title+keywords , title,title ") == ("title+keywords", "title")
+    for bad in ("abstract", "", "title,body"):
+        with pytest.raises(typer.BadParameter, match="--sections takes title and/or title\\+keywords"):
+            parse_sections(bad)
 
 
 def test_stage_times_add_up_over_runs():
