@@ -42,6 +42,28 @@ def stop_ray_head(proc: subprocess.Popen, temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+#: The addresses a socket of ours may listen on.
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def tree_listening(process) -> set[tuple[str, int, str]]:
+    """The sockets a process and its descendants listen on now."""
+    import psutil
+
+    found = set()
+    try:
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return found
+    for member in family:
+        try:
+            found |= {(c.laddr.ip, c.laddr.port, member.name()) for c in member.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 #: Most a test's timeout is stretched on a loaded machine.
 MAX_STRETCH = 4.0
 #: What a failure that timed out says, to tell a slow machine from a wrong result.

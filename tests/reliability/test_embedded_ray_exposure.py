@@ -23,8 +23,7 @@ from nilearn.datasets import load_sample_motor_activation_image
 
 from niclip_ray._testing import toy_bundle
 from niclip_ray.runtime.auth import ensure_private_token
-
-LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
+from tests.conftest import LOOPBACK, tree_listening
 
 PROBE = textwrap.dedent(
     """
@@ -148,22 +147,6 @@ def test_an_existing_token_is_tightened_and_a_disabled_auth_writes_none(tmp_path
     token.chmod(0o644)
     assert ensure_private_token() == token
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_text() == "a" * 64
-
-
-def tree_listening(process: psutil.Popen) -> set[tuple[str, int, str]]:
-    """The sockets a process and its descendants listen on now."""
-    found = set()
-    try:
-        family = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return found
-    for member in family:
-        try:
-            found |= {(c.laddr.ip, c.laddr.port, member.name()) for c in member.net_connections(kind="inet")
-                      if c.status == psutil.CONN_LISTEN}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def answers(url: str) -> bool:
