@@ -18,13 +18,14 @@ import psutil
 import pytest
 import torch
 
+from niclip_ray._local_cluster import WORKERS
 from niclip_ray._testing import toy_bundle
 from niclip_ray.atlas.difumo import build_standin, default_standin_dir
 from niclip_ray.cli.main import run
 from niclip_ray.pipelines.shards import shard_path
 from niclip_ray.tables import read_parts, tensor_to_numpy
 from tests.conftest import LOOPBACK, tree_listening, write_abstract_corpus
-from tests.multinode.conftest import WORKERS, scaled
+from tests.multinode.conftest import scaled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 N_STUDIES = 300
