@@ -409,15 +409,20 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def live_nodes() -> list[dict]:
+    """The connected cluster's live nodes that offer CPUs (where actors and train workers can run)."""
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive") and node["Resources"].get("CPU", 0) > 0]
+
+
 def largest_node_cpus() -> float:
     """CPUs of the connected cluster's largest live node: the most one actor or worker can get.
 
     Ray places an actor on one node, so a request sized from the cluster's sum (two 1-CPU
     nodes make 2 CPUs) can fit no node and waits forever.
     """
-    import ray
-
-    return max((float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node.get("Alive")), default=0.0)
+    return max((float(node["Resources"]["CPU"]) for node in live_nodes()), default=0.0)
 
 
 def check_fits_a_node(what: str, cpus: float) -> None:

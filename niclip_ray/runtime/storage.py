@@ -16,18 +16,12 @@ import uuid
 from pathlib import Path
 
 from niclip_ray.errors import ConfigError
+from niclip_ray.runtime.session import live_nodes
 
 #: How long the probe tasks may take before the check gives up (seconds).
 PROBE_TIMEOUT_S = float(os.environ.get("NICLIP_STORAGE_PROBE_TIMEOUT_S", 120))
 PROBE_PREFIX = ".niclip-storage-probe-"
 STORAGE_DOC = "every node must mount it at the same path (docs/runtime.md, 'Shared storage')"
-
-
-def live_nodes() -> list[dict]:
-    """The connected cluster's live nodes that offer CPUs (where a stage's actors can run)."""
-    import ray
-
-    return [node for node in ray.nodes() if node.get("Alive") and node["Resources"].get("CPU", 0) > 0]
 
 
 def ray_temp_dir() -> Path | None:
