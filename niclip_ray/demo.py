@@ -243,7 +243,7 @@ def run_demo(settings: DemoSettings, say: Say = print, ray_options=None,
             share = train_worker_share(settings.num_workers, settings.max_concurrent_folds)
             scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
             with progress("train", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
-                    follow_epochs(paths["train"] / RUNS, epochs):
+                    follow_epochs(paths["train"] / RUNS, epochs, on_resume=say):
                 report = train_cross_validated(pairs, paths["train"], config, scaling, n_folds=settings.folds,
                                                max_concurrent_folds=settings.max_concurrent_folds,
                                                print_epochs=False)

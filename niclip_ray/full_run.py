@@ -201,7 +201,7 @@ def stage_train(settings: FullSettings, section: str, features: Path, say: Say, 
     share = train_worker_share(settings.num_workers, settings.max_concurrent_folds)
     scaling = ScalingOptions(num_workers=settings.num_workers, cpus_per_worker=share)
     with progress(f"train ({section})", settings.folds * settings.epochs, "epochs (at most)") as epochs, \
-            follow_epochs(train_dir / RUNS, epochs):
+            follow_epochs(train_dir / RUNS, epochs, on_resume=say):
         report = train_cross_validated(pairs, train_dir, config, scaling, n_folds=settings.folds,
                                        max_concurrent_folds=settings.max_concurrent_folds, print_epochs=False)
     say(f"train ({section}): {len(pairs)} pairs, {settings.folds} folds, selected fold {report.selected_fold}")

@@ -66,7 +66,7 @@ def train(
         scaling = ScalingOptions(num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=share,
                                  max_failures=max_failures)
         with ItemProgress("train", folds * epochs, "epochs (at most)", quiet=opts.quiet) as progress, \
-                follow_epochs(out_dir / RUNS, progress):
+                follow_epochs(out_dir / RUNS, progress, on_resume=lambda line: say(line, quiet=opts.quiet)):
             report = train_cross_validated(pairs, out_dir, config, scaling, folds, max_concurrent_folds, vocab,
                                            print_epochs=False)
     table = Table(title="Test scores per fold (weights: best validation epoch)")

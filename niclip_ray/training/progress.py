@@ -1,13 +1,14 @@
 """Training progress on the driver, read from the epoch rows Ray Train's rank 0 appends to files.
 
 Ray Train workers log to files, not the console (see :mod:`niclip_ray.runtime.session`), so
-the driver follows ``runs/fold-K/metrics.jsonl`` instead and advances a progress display.
+the driver follows ``runs/fold-K/metrics.jsonl`` instead and advances a progress display,
+and ``runs/fold-K/resumes.jsonl`` to say when a fold's workers went on from a checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,24 +21,40 @@ def _epoch_note(row: dict) -> str:
     return f" (fold {row.get('fold')}, val loss {row.get('val_loss', float('nan')):.4f}{shown})"
 
 
+def resume_line(row: dict) -> str:
+    """What the driver says when a fold starts again from its checkpoint (a ``resumes.jsonl`` row)."""
+    return (f"fold {row['fold']}: went on from its checkpoint after epoch {row['last_epoch'] + 1} "
+            f"({row['epochs_kept']} epochs kept, not rerun)")
+
+
 @contextmanager
-def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0) -> Iterator[None]:
+def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0,
+                  on_resume: Callable[[str], None] | None = None) -> Iterator[None]:
     """Advance ``progress`` by one per epoch row rank 0 appends to ``runs_dir/*/metrics.jsonl``.
 
     The driver reads the files, so training progress shows although the Ray Train workers'
-    own output goes to the log files, not the console.
+    own output goes to the log files, not the console. ``on_resume`` is called with
+    :func:`resume_line` for each row appended to ``runs_dir/*/resumes.jsonl`` (workers
+    restarted after a failure, or a rerun of the same run directory).
     """
     seen: dict[Path, int] = {}
 
+    def new_rows(path: Path) -> Iterator[dict]:
+        for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a row being written: read it next time
+                return
+            seen[path] = seen.get(path, 0) + 1
+            yield row
+
     def poll() -> None:
         for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
-            for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a row being written: read it next time
-                    break
-                seen[path] = seen.get(path, 0) + 1
+            for row in new_rows(path):
                 progress.advance(1, _epoch_note(row))
+        for path in sorted(Path(runs_dir).glob("*/resumes.jsonl")) if on_resume else ():
+            for row in new_rows(path):
+                on_resume(resume_line(row))
 
     with polling(poll, poll_s, "epoch-progress"):
         yield

@@ -14,11 +14,13 @@ Run layout under ``storage_path``::
       checkpoint_<ts>/state.pt   model + optimizer + epoch log, every epoch (rank 0)
       checkpoint_manager_snapshot.json
       metrics.jsonl              one line per epoch (rank 0)
+      resumes.jsonl              one line per start from a checkpoint (rank 0)
 
 Ray keeps the best checkpoint by validation loss plus the latest one. Rerunning with the
 same storage path resumes each fold from its latest checkpoint (Ray Train V2 restores
 from the same ``RunConfig(name, storage_path)``); ``FailureConfig(max_failures)`` restarts
-crashed workers from it.
+crashed workers from it. Each such start appends a line to ``resumes.jsonl``, which the
+driver follows to say that the fold went on from the checkpoint rather than starting over.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ from niclip_ray.training.splits import FoldSplit
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
+RESUMES_FILE = "resumes.jsonl"
 #: Seconds between Ray Train's controller polls of its workers (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``,
 #: set for the controller unless the user set it). A worker's epoch report waits in a
 #: one-slot queue until the next poll, every 2 s by Ray's default: each epoch then took at
@@ -124,6 +128,13 @@ def _write_history(path: Path, history: list[dict]) -> None:
     write_text(path, "".join(json.dumps(row) + "\n" for row in history))
 
 
+def _record_resume(path: Path, fold: int, history: list[dict]) -> None:
+    """Append to ``resumes.jsonl`` that fold ``fold`` starts again after the epochs in ``history``."""
+    rows = path.read_text() if path.exists() else ""
+    row = {"fold": fold, "epochs_kept": len(history), "last_epoch": history[-1]["epoch"], "time": time.time()}
+    write_text(path, rows + json.dumps(row) + "\n")
+
+
 def _epoch_line(fold: int, row: dict) -> str:
     return (
         f"fold {fold} | epoch {row['epoch'] + 1:3d} | train {row['train_loss']:.4f} | val {row['val_loss']:.4f} | "
@@ -163,6 +174,8 @@ def train_loop_per_worker(config: dict) -> None:
     metrics_path = Path(config["metrics_path"])
     if rank == 0:
         _write_history(metrics_path, history)
+        if history:
+            _record_resume(metrics_path.with_name(RESUMES_FILE), config["fold"], history)
 
     def checkpoint_and_report(end: EpochEnd) -> None:
         row = {**end.record, "train_seconds": end.seconds, "fold": config["fold"]}

@@ -38,6 +38,16 @@ def test_training_progress_follows_the_epoch_rows(tmp_path):
                      "train: 2/4 epochs (fold 0, val loss 1.0000, val recall@10 0.250)"]
 
 
+def test_training_progress_says_when_a_fold_goes_on_from_its_checkpoint(tmp_path):
+    run = tmp_path / "fold-1"
+    run.mkdir()
+    said = []
+    with ItemProgress("train", 4, "epochs", quiet=True) as progress, \
+            follow_epochs(tmp_path, progress, 0.05, on_resume=said.append):
+        (run / "resumes.jsonl").write_text(json.dumps({"fold": 1, "epochs_kept": 3, "last_epoch": 2}) + "\n")
+    assert said == ["fold 1: went on from its checkpoint after epoch 3 (3 epochs kept, not rerun)"]
+
+
 def test_plain_stage_progress_is_throttled_but_always_shows_the_end():
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -92,17 +93,23 @@ def test_ddp_matches_single_process_and_resumes_from_its_checkpoint(ray_local, t
     assert any(not torch.allclose(value, from_scratch[key], rtol=1e-3, atol=1e-3) for key, value in expected3.items())
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [0, 1, 2] and lines[0]["train_loss"] == -1.0
+    assert [json.loads(x)["epochs_kept"] for x in (run_dir / ray_train.RESUMES_FILE).read_text().splitlines()] == [1]
     # the bundle weights are the best epoch by validation loss, scored on the test rows
     assert second.best_epoch == int(np.argmin([r["val_loss"] for r in second.history]))
     assert set(second.test) == {"loss", "recall@10", "recall@100", "mix&match"}
 
 
-def crash_after_first_epoch(config):
-    """Run one epoch, then kill the worker process once; the retry must finish the run."""
+def crash_after_two_epochs(config):
+    """Run two epochs, then kill the worker process once; the retry must finish the run.
+
+    The worker waits before it dies: Ray Train's controller takes a report (and its
+    checkpoint) at its next poll, and a report still queued when the worker dies is lost.
+    """
     marker = Path(config["metrics_path"]).parent / "crashed"
     if not marker.exists():
-        ray_train.train_loop_per_worker({**config, "train": {**config["train"], "epochs": 1}})
+        ray_train.train_loop_per_worker({**config, "train": {**config["train"], "epochs": 2}})
         marker.touch()
+        time.sleep(10 * float(ray_train.CONTROLLER_POLL_S))
         os._exit(1)
     ray_train.train_loop_per_worker(config)
 
@@ -110,6 +117,9 @@ def crash_after_first_epoch(config):
 def test_crashed_worker_is_retried_from_its_checkpoint(ray_local, tmp_path):
     scaling = ray_train.ScalingOptions(num_workers=1, cpus_per_worker=0.5, max_failures=1)
     config = TrainConfig(epochs=3, batch_size=8, dropout=0.0, seed=1)
-    outcome = fit(tmp_path, config, scaling, train_loop=crash_after_first_epoch)
+    outcome = fit(tmp_path, config, scaling, train_loop=crash_after_two_epochs)
     assert (tmp_path / "fold-0" / "crashed").exists()
     assert [r["epoch"] for r in outcome.history] == [0, 1, 2]
+    # the retry went on after epoch 2 (a restart from scratch writes no resume row)
+    [resume] = [json.loads(x) for x in (tmp_path / "fold-0" / ray_train.RESUMES_FILE).read_text().splitlines()]
+    assert (resume["fold"], resume["epochs_kept"], resume["last_epoch"]) == (0, 2, 1)
