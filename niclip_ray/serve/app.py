@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import ray
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
@@ -170,6 +171,7 @@ class DecodeService:
         self.authorize(request)
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return {"replica": serve.get_replica_context().replica_id.unique_id, "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id(),
                 "peak_rss_mib": round(peak_kib / 1024, 1), **self.counters}
 
     @api.post("/v1/decode")

@@ -24,6 +24,16 @@ def replica_resources(replicas: int) -> tuple[int, dict]:
     return n, options
 
 
+def proxy_location(host: str) -> str:
+    """Where Serve runs HTTP proxies: the head alone for a loopback ``host``, else every replica's node.
+
+    A proxy bound to loopback answers only on its own machine, so proxies on worker nodes
+    would serve no one (and nodes sharing one machine would contend for the port). With an
+    exposed ``host`` every node that holds a replica answers, for a load balancer in front.
+    """
+    return "HeadOnly" if host in ("127.0.0.1", "localhost", "::1") else "EveryNode"
+
+
 def start_service(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1,
                   ready_timeout_s: float = 300.0) -> str:
     """Deploy the application on the connected Ray and wait until it answers; returns its URL.
@@ -39,7 +49,7 @@ def start_service(settings: ServiceSettings, host: str = "127.0.0.1", port: int 
     n, actor_options = replica_resources(replicas)
     quiet = {"log_level": "WARNING"}  # no per-request access lines on the console
     serve.start(http_options={"host": host, "port": int(port), "request_timeout_s": REQUEST_TIMEOUT_S},
-                logging_config=quiet)
+                proxy_location=proxy_location(host), logging_config=quiet)
     app = DecodeService.options(num_replicas=n, ray_actor_options=actor_options).bind(settings)
     try:
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=quiet)

@@ -142,6 +142,9 @@ def test_model_and_metrics(service, toy):
     assert model["vocabulary_sizes"]["task"] > 0 and model["describe"]["atlas_standin"]
     metrics = session.get(f"{url}/metrics", timeout=TIMEOUT).json()
     assert metrics["decoded"] >= 1 and metrics["peak_rss_mib"] > 0 and metrics["batches"] >= 1
+    import ray
+
+    assert metrics["node_id"] in {node["NodeID"] for node in ray.nodes()} and metrics["pid"] > 0
     assert "stand-in" in session.get(f"{url}/", timeout=TIMEOUT).text
 
 

@@ -69,3 +69,9 @@ def test_replicas_get_a_cpu_share_and_a_gpu_each_when_there_are_enough(monkeypat
     monkeypatch.setattr(control, "cluster_gpus", lambda: 2.0)
     assert control.replica_resources(2) == (2, {"num_cpus": 0.75, "num_gpus": 1})
     assert control.replica_resources(3) == (3, {"num_cpus": 0.75})
+
+
+@pytest.mark.parametrize(("host", "where"), [("127.0.0.1", "HeadOnly"), ("localhost", "HeadOnly"),
+                                             ("0.0.0.0", "EveryNode"), ("10.0.0.5", "EveryNode")])
+def test_a_loopback_service_has_one_proxy_on_the_head(host, where):
+    assert control.proxy_location(host) == where
