@@ -10,6 +10,7 @@ ends exactly what was started, never another Ray on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,9 +52,20 @@ class Node:
     temp_dir: str
 
     def kill(self) -> None:
-        """Kill the whole node at once (SIGKILL to its process group), as a lost machine would end."""
+        """Kill the whole node at once, as a lost machine would end: every process it started, SIGKILL.
+
+        Its process group and, at the same moment, every descendant: the raylet starts its
+        workers in groups of their own, and they rename themselves (``ray::...``), so
+        neither the group nor the directory in a command line finds them.
+        """
+        import psutil
+
         if self.proc.poll() is None:
+            tree = psutil.Process(self.proc.pid).children(recursive=True)
             os.killpg(self.proc.pid, signal.SIGKILL)
+            for process in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
             self.proc.wait(timeout=30)
         subprocess.run(["pkill", "-9", "-f", self.temp_dir], check=False)
 
@@ -100,6 +112,19 @@ class LocalCluster:
         self.nodes[name] = _start(name, [f"--address={self.gcs}", f"--num-cpus={cpus:g}",
                                          f"--resources={json.dumps({name: 1})}"], self.env)
         self.wait_for_nodes(len(self.nodes), timeout_s)
+
+    def replace_lost_workers(self, timeout_s: float = 120.0) -> list[str]:
+        """Start a fresh node for each worker node that no longer runs (as an autoscaler would); their names.
+
+        The lost node's directory is removed. Waits, bounded, until Ray counts exactly the
+        nodes started here alive (a lost node counts until its health checks run out).
+        """
+        lost = [name for name, node in self.nodes.items() if name != "head" and node.proc.poll() is not None]
+        for name in lost:
+            self.nodes[name].kill()
+            shutil.rmtree(self.nodes[name].temp_dir, ignore_errors=True)
+            self.add_worker(name, timeout_s=timeout_s)
+        return lost
 
     def stop(self) -> None:
         """Kill every node this cluster started and remove their directories."""

@@ -23,8 +23,9 @@ def _epoch_note(row: dict) -> str:
 
 def resume_line(row: dict) -> str:
     """What the driver says when a fold starts again from its checkpoint (a ``resumes.jsonl`` row)."""
+    kept = row["epochs_kept"]
     return (f"fold {row['fold']}: went on from its checkpoint after epoch {row['last_epoch'] + 1} "
-            f"({row['epochs_kept']} epochs kept, not rerun)")
+            f"({kept} epoch{'' if kept == 1 else 's'} kept, not rerun)")
 
 
 @contextmanager
