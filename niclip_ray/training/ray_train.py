@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -64,6 +65,10 @@ RESUMES_FILE = "resumes.jsonl"
 #: one-slot queue until the next poll, every 2 s by Ray's default: each epoch then took at
 #: least 2 s, where the demo's heads train an epoch in 0.08 s.
 CONTROLLER_POLL_S = "0.25"
+#: Seconds a fold waits, in all, for room for its workers (``NICLIP_TRAIN_START_WAIT_S``):
+#: at the start, and after a failure such as a lost node. Ray Train tries to start the
+#: group every ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` (60 s) and, by default, forever.
+START_WAIT_S = float(os.environ.get("NICLIP_TRAIN_START_WAIT_S", 900))
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,27 @@ def train_loop_per_worker(config: dict) -> None:
                world_size=world, gather=gather)
 
 
+def start_attempts() -> int:
+    """Worker-group starts a fold may have time out: as many as fit in ``START_WAIT_S`` (at least one)."""
+    timeout_s = float(os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", 60))
+    return max(1, math.ceil(START_WAIT_S / timeout_s))
+
+
+def _no_room(fold: int, scaling: ScalingOptions, error: Exception) -> ConfigError | None:
+    """The error to raise when a fold's workers found no room within the start wait, else None."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+    from ray.train.v2.api.exceptions import ControllerError
+
+    if not (isinstance(error, ControllerError)
+            and isinstance(error.controller_failure, WorkerGroupStartupTimeoutError)):
+        return None
+    gpu = " and 1 GPU" if scaling.use_gpu else ""
+    return ConfigError(
+        f"fold {fold}: the cluster had no room for {scaling.num_workers} worker(s) of {scaling.cpus_per_worker:g} "
+        f"CPUs{gpu} each for {START_WAIT_S:g} s (NICLIP_TRAIN_START_WAIT_S), at the start or after a failure such "
+        f"as a lost node; rerun the same command once it has room: it resumes from the last checkpoint")
+
+
 def run_fold(
     data_ref,
     split: FoldSplit,
@@ -253,11 +279,18 @@ def run_fold(
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
             ),
-            failure_config=FailureConfig(max_failures=scaling.max_failures),
+            failure_config=FailureConfig(max_failures=scaling.max_failures,
+                                         controller_failure_limit=start_attempts() - 1),
             logging_config=LoggingConfig(log_level=TRAIN_LOG_LEVEL),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        no_room = _no_room(split.fold, scaling, exc)
+        if no_room is None:
+            raise
+        raise no_room from exc
     if result.checkpoint is None:
         raise ConfigError(f"fold {split.fold} finished without a checkpoint in {run_dir}")
     history = _load_state(result.checkpoint)["history"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from niclip_ray.errors import ConfigError
 from niclip_ray.training import ray_train
 from niclip_ray.training.loop import TrainConfig, build_model, make_optimizer, train_epoch
 from niclip_ray.training.splits import FoldSplit
@@ -123,3 +124,13 @@ def test_crashed_worker_is_retried_from_its_checkpoint(ray_local, tmp_path):
     # the retry went on after epoch 2 (a restart from scratch writes no resume row)
     [resume] = [json.loads(x) for x in (tmp_path / "fold-0" / ray_train.RESUMES_FILE).read_text().splitlines()]
     assert (resume["fold"], resume["epochs_kept"], resume["last_epoch"]) == (0, 2, 1)
+
+
+def test_a_fold_without_room_for_its_workers_fails_after_the_start_wait(ray_local, tmp_path, monkeypatch):
+    """Ray Train would try to start the group forever; the fold fails once the stated wait is spent."""
+    monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "2")
+    monkeypatch.setattr(ray_train, "START_WAIT_S", 4.0)
+    assert ray_train.start_attempts() == 2
+    scaling = ray_train.ScalingOptions(num_workers=1, cpus_per_worker=8, max_failures=0)  # no node has 8 CPUs
+    with pytest.raises(ConfigError, match=r"no room for 1 worker\(s\) of 8 CPUs each for 4 s .* resumes from"):
+        fit(tmp_path, TrainConfig(epochs=1, batch_size=8), scaling)
