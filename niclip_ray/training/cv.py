@@ -6,7 +6,7 @@ Output directory::
       train_config.json   what the run was started with (a rerun must match it)
       splits.json         study_ids order and each fold's train/val/test indices
       metrics.json        per-fold best epoch, validation and test scores
-      runs/fold-K/        Ray Train run of fold K (checkpoints, metrics.jsonl)
+      runs/fold-K/        Ray Train run of fold K (checkpoints, metrics.jsonl, resumes.jsonl)
       bundle/             model bundle for 'niclip-ray decode'
 
 The bundle holds the weights of the fold with the lowest best validation loss: the test
