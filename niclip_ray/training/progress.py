@@ -36,9 +36,11 @@ def follow_epochs(runs_dir: Path, progress, poll_s: float = 1.0,
     The driver reads the files, so training progress shows although the Ray Train workers'
     own output goes to the log files, not the console. ``on_resume`` is called with
     :func:`resume_line` for each row appended to ``runs_dir/*/resumes.jsonl`` (workers
-    restarted after a failure, or a rerun of the same run directory).
+    restarted after a failure, or a rerun of the same run directory); rows already there
+    when the block starts are an earlier run's and are not repeated.
     """
-    seen: dict[Path, int] = {}
+    seen: dict[Path, int] = {path: len(path.read_text(errors="replace").splitlines())
+                             for path in Path(runs_dir).glob("*/resumes.jsonl")}
 
     def new_rows(path: Path) -> Iterator[dict]:
         for line in path.read_text(errors="replace").splitlines()[seen.get(path, 0):]:

@@ -41,10 +41,12 @@ def test_training_progress_follows_the_epoch_rows(tmp_path):
 def test_training_progress_says_when_a_fold_goes_on_from_its_checkpoint(tmp_path):
     run = tmp_path / "fold-1"
     run.mkdir()
+    earlier = json.dumps({"fold": 1, "epochs_kept": 1, "last_epoch": 0}) + "\n"  # an earlier run's
+    (run / "resumes.jsonl").write_text(earlier)
     said = []
     with ItemProgress("train", 4, "epochs", quiet=True) as progress, \
             follow_epochs(tmp_path, progress, 0.05, on_resume=said.append):
-        (run / "resumes.jsonl").write_text(json.dumps({"fold": 1, "epochs_kept": 3, "last_epoch": 2}) + "\n")
+        (run / "resumes.jsonl").write_text(earlier + json.dumps({"fold": 1, "epochs_kept": 3, "last_epoch": 2}) + "\n")
     assert said == ["fold 1: went on from its checkpoint after epoch 3 (3 epochs kept, not rerun)"]
 
 
