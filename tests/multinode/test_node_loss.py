@@ -3,8 +3,8 @@
 ``decode`` must end with exactly a clean run's rows (the image and text stages run through
 the same shard runner, :mod:`niclip_ray.pipelines.shards`); ``train`` must go on from its
 last checkpoint; ``serve`` (started detached, managed by ``serve status`` and ``serve stop``)
-must keep answering from the surviving replica. Each test says what happened and how long it took (``-s`` shows it); the killed
-node is replaced afterwards, as an autoscaler would.
+must keep answering from the surviving replica. Each test says what happened and how long
+it took (``-s`` shows it); the killed node is replaced afterwards, as an autoscaler would.
 """
 
 from __future__ import annotations
