@@ -163,15 +163,18 @@ def test_serve_answers_from_both_nodes_then_from_the_survivor(whole_cluster, inp
         time.sleep(3)
         whole_cluster.nodes["node_b"].kill()
         killed_at = time.monotonic()
-        time.sleep(scaled(SERVE_RECOVERY_S) + 5)
+        recovered_by = killed_at + scaled(SERVE_RECOVERY_S)  # fixed once: the load changes meanwhile
+        deadline = recovered_by + scaled(60)
+        while sum(t > recovered_by for t, _, _ in list(answers)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.5)
         stop.set()
         for thread in clients:
             thread.join(timeout=120)
         failed = [t - killed_at for t, _, ok in answers if not ok]  # those the lost replica held
-        after = [ok for t, _, ok in answers if t > killed_at + scaled(SERVE_RECOVERY_S)]
+        after = [ok for t, _, ok in answers if t > recovered_by]
         assert all(ok for t, seconds, ok in answers if t + seconds < killed_at), ("failed before the kill", problems[:5])
-        assert after and all(after), (f"{after.count(False)} of {len(after)} failed {SERVE_RECOVERY_S:g} s after",
-                                      problems[-5:])
+        assert after and all(after), (f"{after.count(False)} of the {len(after)} requests sent "
+                                      f"{SERVE_RECOVERY_S:g} s (scaled) after the kill failed", problems[-5:])
         survivors = {requests.get(f"{url}/metrics", timeout=60).json()["node_id"] for _ in range(10)}
         assert survivors == {whole_cluster.node_id("node_a")}
         slowest = max(seconds for t, seconds, _ in answers if t > killed_at - 5)
