@@ -4,8 +4,8 @@ Private support for ``tests/multinode/`` and ``benchmarks/bench_multinode.py``, 
 the API. A head that offers no CPUs for work and worker nodes of 1 CPU each (a custom
 resource named after each node tells them apart), every process on 127.0.0.1 and in its own
 temporary directory. Each node is a ``ray start --block`` in its own process group, so a
-node can be killed whole (its raylet, object store and workers) and :meth:`LocalCluster.stop`
-ends exactly what was started, never another Ray on the machine.
+node can be killed whole (its process tree: raylet, object store and workers) and
+:meth:`LocalCluster.stop` ends exactly what was started, never another Ray on the machine.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class Node:
             self.proc.wait(timeout=30)
         subprocess.run(["pkill", "-9", "-f", self.temp_dir], check=False)
 
+    def remove(self) -> None:
+        """Kill the node (if it still runs) and delete its directory."""
+        self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
 
 @dataclass
 class LocalCluster:
@@ -92,12 +97,13 @@ class LocalCluster:
                 return row["node_id"]
         raise LookupError(f"no live node offers {name}")
 
-    def wait_for_nodes(self, count: int, timeout_s: float) -> None:
-        """Wait until ``count`` nodes are alive (bounded)."""
+    def wait_for_nodes(self, count: int, timeout_s: float, gone: frozenset[str] = frozenset()) -> None:
+        """Wait until ``count`` nodes are alive, none of them in ``gone`` (node ids of lost nodes); bounded."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if len(self.alive_nodes()) == count:
+                alive = {row["node_id"] for row in self.alive_nodes()}
+                if len(alive) == count and not alive & gone:
                     return
             except OSError:
                 pass
@@ -107,30 +113,33 @@ class LocalCluster:
                                    f"(exited: {dead or 'none'})")
             time.sleep(1)
 
-    def add_worker(self, name: str, cpus: float = 1.0, timeout_s: float = 120.0) -> None:
-        """Start a worker node offering ``cpus`` and custom resource ``name``, and wait until it is alive."""
+    def add_worker(self, name: str, cpus: float = 1.0, timeout_s: float = 120.0,
+                   gone: frozenset[str] = frozenset()) -> None:
+        """Start a worker node offering ``cpus`` and custom resource ``name``, and wait until it is alive.
+
+        ``gone``: ids of lost nodes that Ray may still count alive; the wait outlasts them.
+        """
         self.nodes[name] = _start(name, [f"--address={self.gcs}", f"--num-cpus={cpus:g}",
                                          f"--resources={json.dumps({name: 1})}"], self.env)
-        self.wait_for_nodes(len(self.nodes), timeout_s)
+        self.wait_for_nodes(len(self.nodes), timeout_s, gone)
 
     def replace_lost_workers(self, timeout_s: float = 120.0) -> list[str]:
         """Start a fresh node for each worker node that no longer runs (as an autoscaler would); their names.
 
-        The lost node's directory is removed. Waits, bounded, until Ray counts exactly the
-        nodes started here alive (a lost node counts until its health checks run out).
+        The lost node's directory is removed. Waits, bounded, until the fresh node is alive
+        and Ray no longer counts the lost one (it does until its health checks run out).
         """
         lost = [name for name, node in self.nodes.items() if name != "head" and node.proc.poll() is not None]
         for name in lost:
-            self.nodes[name].kill()
-            shutil.rmtree(self.nodes[name].temp_dir, ignore_errors=True)
-            self.add_worker(name, timeout_s=timeout_s)
+            stale = frozenset(row["node_id"] for row in self.alive_nodes() if name in row.get("resources_total", {}))
+            self.nodes[name].remove()
+            self.add_worker(name, timeout_s=timeout_s, gone=stale)
         return lost
 
     def stop(self) -> None:
         """Kill every node this cluster started and remove their directories."""
         for node in reversed(list(self.nodes.values())):
-            node.kill()
-            shutil.rmtree(node.temp_dir, ignore_errors=True)
+            node.remove()
 
 
 def _start(name: str, args: list[str], env: dict) -> Node:
